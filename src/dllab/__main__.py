@@ -1,0 +1,63 @@
+"""`python -m dllab doctor|train`: the command line every environment shares."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dllab import variants
+from dllab.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, as for every other user error
+        raise UserError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dllab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    doctor = sub.add_parser("doctor", help="what each framework sees, and how to fix it")
+    doctor.add_argument(
+        "--expect",
+        help="accelerator every framework must see: cpu, cuda or mps "
+        "(default: the one this environment promises, $DLLAB_ACCELERATOR)",
+    )
+    doctor.add_argument("--train", action="store_true", help="also run a real training step each")
+    doctor.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    train = sub.add_parser("train", help="a real training step in one framework")
+    train.add_argument("target", help="tensorflow, torch, jax or keras[BACKEND]")
+    train.add_argument(
+        "--expect",
+        default=None,
+        help="accelerator to train on (default: the promised one, else cpu)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        expect = variants.check_accelerator(args.expect) if args.expect else None
+        if args.command == "doctor":
+            from dllab import doctor
+
+            report = doctor.diagnose(expect, train=args.train)
+            print(json.dumps(report, indent=2) if args.json else doctor.render(report))
+            return 1 if report["problems"] else 0
+        from dllab import smoke
+        from dllab.frameworks import Target
+
+        result = smoke.train(
+            Target.parse(args.target), expect or variants.expected_accelerator() or "cpu"
+        )
+        print(json.dumps(result, indent=2))
+        return 1 if result["failures"] else 0
+    except UserError as exc:
+        print(f"dllab: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The one registry of dllab variants: what each installs, where it runs, what it promises."""
+
+from __future__ import annotations
+
+import os
+import platform as _platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from dllab.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCKS = ROOT / "locks"
+
+ACCELERATORS = ("cpu", "cuda", "mps")
+RUNTIMES = ("docker", "native")
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A target a lock is resolved for."""
+
+    name: str  # spelled as in lock file names: linux-x86_64
+    uv: str  # uv pip compile --python-platform
+    wheel_tags: tuple[str, ...]  # pip download --platform, most specific first
+    docker: str | None  # docker --platform, for images
+
+
+PLATFORMS = {
+    p.name: p
+    for p in (
+        Platform(
+            "linux-x86_64",
+            "x86_64-manylinux_2_28",
+            tuple(f"manylinux_2_{m}_x86_64" for m in range(28, 4, -1))
+            + ("manylinux2014_x86_64", "manylinux1_x86_64", "linux_x86_64"),
+            "linux/amd64",
+        ),
+        Platform(
+            "linux-aarch64",
+            "aarch64-manylinux_2_28",
+            tuple(f"manylinux_2_{m}_aarch64" for m in range(28, 16, -1))
+            + ("manylinux2014_aarch64",),
+            "linux/arm64",
+        ),
+        Platform(
+            "macos-arm64",
+            "aarch64-apple-darwin",
+            tuple(f"macosx_{v}_0_arm64" for v in range(14, 10, -1)),
+            None,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the registry."""
+
+    name: str
+    accelerator: str  # what every framework must see: one of ACCELERATORS
+    runtimes: tuple[str, ...]  # the first is the default
+    platforms: tuple[str, ...]  # lock targets; the first is the primary one
+    frameworks: tuple[str, ...]  # what the environment promises to ship
+    summary: str
+    env: tuple[tuple[str, str], ...] = ()  # extra environment the variant sets
+
+    @property
+    def image(self) -> str:
+        return f"dllab:{self.name}"
+
+    def lock(self, platform: str) -> Path:
+        return LOCKS / f"{self.name}-{platform}.txt"
+
+    @property
+    def locks(self) -> dict[str, Path]:
+        return {p: self.lock(p) for p in self.platforms}
+
+    @property
+    def dockerized(self) -> bool:
+        return "docker" in self.runtimes
+
+
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant(
+            name="cpu",
+            accelerator="cpu",
+            runtimes=("docker", "native"),
+            platforms=("linux-x86_64",),
+            frameworks=("tensorflow", "torch", "jax", "keras"),
+            summary="any machine: tensorflow-cpu, torch CPU build, JAX",
+        ),
+        Variant(
+            name="cuda",
+            accelerator="cuda",
+            runtimes=("docker", "native"),
+            platforms=("linux-x86_64",),
+            frameworks=("tensorflow", "torch", "keras"),
+            summary="NVIDIA GPUs: CUDA and cuDNN from the frameworks' pip wheels",
+            env=(
+                # Both frameworks share one GPU: neither grabs all its memory up front.
+                ("TF_FORCE_GPU_ALLOW_GROWTH", "true"),
+                ("XLA_PYTHON_CLIENT_PREALLOCATE", "false"),
+                ("NVIDIA_VISIBLE_DEVICES", "all"),
+                ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
+            ),
+        ),
+        Variant(
+            name="metal",
+            accelerator="mps",
+            runtimes=("native",),
+            platforms=("macos-arm64",),
+            frameworks=("tensorflow", "torch", "keras"),
+            summary="Apple silicon, natively: tensorflow-metal + torch MPS",
+            env=(("PYTORCH_ENABLE_MPS_FALLBACK", "1"),),
+        ),
+    )
+}
+
+
+def get(name: str) -> Variant:
+    """The variant called `name`, or a UserError listing the valid ones."""
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise UserError(f"unknown variant {name!r}: choose one of {', '.join(VARIANTS)}") from None
+
+
+def host_platform() -> str:
+    """This machine as a platform name: linux-x86_64, linux-aarch64, macos-arm64, ..."""
+    system = {"Darwin": "macos"}.get(_platform.system(), _platform.system().lower())
+    machine = {"amd64": "x86_64", "arm64": "arm64" if system == "macos" else "aarch64"}.get(
+        _platform.machine().lower(), _platform.machine().lower()
+    )
+    return f"{system}-{machine}"
+
+
+def check_runtime(variant: Variant, runtime: str | None = None, host: str | None = None) -> str:
+    """The runtime to use for `variant` on `host`, or a UserError saying what to do instead."""
+    runtime = runtime or variant.runtimes[0]
+    host = host or host_platform()
+    if runtime not in RUNTIMES:
+        raise UserError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if runtime not in variant.runtimes:
+        raise UserError(
+            f"variant {variant.name} runs {' or '.join(variant.runtimes)} only, not {runtime}"
+        )
+    if runtime == "native" and host not in variant.platforms:
+        if variant.name == "metal":
+            raise UserError(
+                f"metal is native macOS arm64 only (this is {host}): "
+                "use --variant cpu, or --variant cuda on a machine with an NVIDIA GPU"
+            )
+        raise UserError(
+            f"variant {variant.name} has no native lock for {host}: "
+            f"use Docker (--runtime docker) or one of {', '.join(variant.platforms)}"
+        )
+    return runtime
+
+
+def expected_accelerator() -> str | None:
+    """The accelerator this environment promises (DLLAB_ACCELERATOR), if it says."""
+    return os.environ.get("DLLAB_ACCELERATOR") or None
+
+
+def check_accelerator(name: str) -> str:
+    if name not in ACCELERATORS:
+        raise UserError(f"unknown accelerator {name!r}: choose one of {', '.join(ACCELERATORS)}")
+    return name
