@@ -64,6 +64,9 @@ class Variant:
     frameworks: tuple[str, ...]  # what the environment promises to ship
     summary: str
     env: tuple[tuple[str, str], ...] = ()  # extra environment the variant sets
+    torch_index: str = (
+        ""  # where its torch build comes from, besides PyPI (DLLAB_TORCH_INDEX overrides)
+    )
 
     @property
     def image(self) -> str:
@@ -88,9 +91,10 @@ VARIANTS = {
             name="cpu",
             accelerator="cpu",
             runtimes=("docker", "native"),
-            platforms=("linux-x86_64",),
+            platforms=("linux-x86_64", "linux-aarch64"),
             frameworks=("tensorflow", "torch", "jax", "keras"),
             summary="any machine: tensorflow-cpu, torch CPU build, JAX",
+            torch_index="https://download.pytorch.org/whl/cpu",
         ),
         Variant(
             name="cuda",
@@ -163,6 +167,11 @@ def check_runtime(variant: Variant, runtime: str | None = None, host: str | None
 def expected_accelerator() -> str | None:
     """The accelerator this environment promises (DLLAB_ACCELERATOR), if it says."""
     return os.environ.get("DLLAB_ACCELERATOR") or None
+
+
+def torch_index(variant: Variant) -> str:
+    """The extra index for `variant`'s torch: DLLAB_TORCH_INDEX if set (even empty), else the registry's."""
+    return os.environ.get("DLLAB_TORCH_INDEX", variant.torch_index)
 
 
 def check_accelerator(name: str) -> str:
