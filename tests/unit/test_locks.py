@@ -1,0 +1,53 @@
+"""Locks: compiled from pyproject.toml, stamped with their source, stale when it changes."""
+
+from __future__ import annotations
+
+import pytest
+
+from dllab import locks, variants
+
+
+@pytest.mark.parametrize("variant", variants.VARIANTS.values(), ids=lambda v: v.name)
+def test_every_lock_matches_its_source(variant):
+    """No committed lock is stale: each was compiled from the pyproject.toml on main."""
+    for platform in variant.platforms:
+        assert locks.stale(variant, platform) is None
+
+
+def test_a_changed_source_makes_the_lock_stale_and_says_how_to_fix_it(tmp_path, monkeypatch):
+    """Editing the cpu extra changes the digest; the message names `invoke lock --variant cpu`."""
+    text = locks.PYPROJECT.read_text().replace('"jax==0.10.2"', '"jax==0.10.1"')
+    edited = tmp_path / "pyproject.toml"
+    edited.write_text(text)
+    cpu = variants.get("cpu")
+    assert locks.digest(cpu, "linux-x86_64", edited) != locks.digest(cpu, "linux-x86_64")
+    monkeypatch.setattr(locks, "PYPROJECT", edited)
+    monkeypatch.setattr(locks.digest, "__defaults__", (edited,))
+    assert "run `invoke lock --variant cpu`" in locks.stale(cpu, "linux-x86_64")
+
+
+def test_source_expands_the_shared_lab_extra():
+    """A variant's source is its own pins plus the lab extra's, not the dllab[lab] reference."""
+    lines = locks.source(variants.get("cuda"))
+    assert "tensorflow[and-cuda]==2.21.0" in lines and "keras==3.15.1" in lines
+    assert not any(line.startswith("dllab[") for line in lines)
+
+
+def test_locks_pin_what_each_variant_promises():
+    """cpu pins torch's CPU build, cuda TF with CUDA + torch 2.14.1, metal TF 2.18 + tensorflow-metal."""
+    cpu = locks.pins(variants.get("cpu").lock("linux-x86_64"))
+    assert cpu["torch"] == "2.13.0+cpu" and cpu["tensorflow-cpu"] == "2.21.0"
+    assert not any(name.startswith("nvidia-") for name in cpu)
+    cuda = locks.pins(variants.get("cuda").lock("linux-x86_64"))
+    assert cuda["tensorflow"] == "2.21.0" and cuda["torch"] == "2.14.1"
+    assert cuda["nvidia-cudnn-cu12"].startswith("9.") and cuda["nvidia-cudnn-cu13"] == "9.24.0.43"
+    metal = locks.pins(variants.get("metal").lock("macos-arm64"))
+    assert metal["tensorflow"].startswith("2.18.") and metal["tensorflow-metal"] == "1.2.0"
+
+
+def test_compile_command_targets_bookworm_python_and_the_platform():
+    """uv compiles for Python 3.11.2 and the lock's platform, with hashes."""
+    cmd = locks.compile_command(variants.get("metal"), "macos-arm64", [])
+    assert cmd[cmd.index("--python-version") + 1] == "3.11.2"
+    assert cmd[cmd.index("--python-platform") + 1] == "aarch64-apple-darwin"
+    assert "--generate-hashes" in cmd
