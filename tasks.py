@@ -66,7 +66,7 @@ def lock(c, variant=None, check=False, find_links=None):
 
 @task(help={"variant": VARIANT_HELP, "platform": "lock platform (default: the variant's first)"})
 def wheelhouse(c, variant="cpu", platform=None):
-    """Download every wheel of a variant's lock into wheelhouse/, for offline builds."""
+    """Download every wheel of a variant's lock, as a folder and an image, for offline builds."""
     chosen, _ = _variant(variant, "docker")
     platform = platform or chosen.platforms[0]
     folder = docker.wheelhouse(chosen, platform)
@@ -78,10 +78,12 @@ def wheelhouse(c, variant="cpu", platform=None):
         f"{f' --extra-index-url {index}' if index else ''}"
         f" -r {chosen.lock(platform)} -d {folder}"
     )
+    _engine(c)
+    c.run(docker.quote(docker.wheels_image_command(chosen, platform)))
 
 
 @task(help={"variant": VARIANT_HELP, "platform": "lock platform (default: the variant's first)",
-            "offline": "build with no network, from wheelhouse/ (fill it with `invoke wheelhouse`)"})
+            "offline": "build with no network, from the wheels `invoke wheelhouse` downloaded"})
 def build(c, variant="cpu", platform=None, offline=False):
     """Build the dllab:<variant> image, streaming each step; metal builds the native environment."""
     chosen, runtime = _variant(variant)
@@ -94,8 +96,9 @@ def build(c, variant="cpu", platform=None, offline=False):
     if platform not in chosen.platforms:
         raise Exit(f"dllab: {chosen.name} has no lock for {platform}: choose one of {', '.join(chosen.platforms)}", code=2)
     _engine(c)
-    if offline and not docker.has_wheels(docker.wheelhouse(chosen, platform)):
-        raise Exit(f"dllab: wheelhouse/{chosen.name}-{platform} is empty: run `invoke wheelhouse --variant {chosen.name}` first", code=2)
+    wheels = docker.wheels_image(chosen, platform)
+    if offline and not c.run(f"docker image inspect {wheels}", hide=True, warn=True).ok:
+        raise Exit(f"dllab: no {wheels} image for an offline build: run `invoke wheelhouse --variant {chosen.name}` first", code=2)
     c.run(docker.quote(docker.build_command(chosen, platform, _revision(c), offline)), pty=False)
 
 

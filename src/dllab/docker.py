@@ -23,8 +23,16 @@ def wheelhouse(variant: Variant, platform: str) -> Path:
     return WHEELHOUSE / f"{variant.name}-{platform}"
 
 
-def has_wheels(folder: Path) -> bool:
-    return any(folder.glob("*.whl"))
+def wheels_image(variant: Variant, platform: str) -> str:
+    """The image `invoke wheelhouse` makes of those wheels; offline builds copy from it."""
+    return f"dllab-wheels:{variant.name}-{platform}"
+
+
+def wheels_image_command(variant: Variant, platform: str) -> list[str]:
+    return [
+        "docker", "build", "--network", "none", "--quiet", "--tag", wheels_image(variant, platform),
+        "--file", str(ROOT / "docker" / "wheelhouse.Dockerfile"), str(wheelhouse(variant, platform)),
+    ]  # fmt: skip
 
 
 def lock_digest(variant: Variant, platform: str) -> str:
@@ -42,6 +50,7 @@ def build_command(
         ("TORCH_INDEX", variants.torch_index(variant)),
         ("REVISION", revision),
         ("LOCK_DIGEST", lock_digest(variant, platform)),
+        *([("WHEELHOUSE", wheels_image(variant, platform))] if offline else []),
     ):
         cmd += ["--build-arg", f"{arg}={value}"]
     docker_platform = variants.PLATFORMS[platform].docker

@@ -32,11 +32,20 @@ def test_build_cuda_runs_one_docker_build_with_the_variant_target_lock_and_label
     assert "--tag dllab:cuda" in build and "--network none" not in build
 
 
-def test_offline_build_without_a_wheelhouse_says_which_task_fills_it(monkeypatch):
-    """--offline with an empty wheelhouse names `invoke wheelhouse --variant cpu`."""
-    monkeypatch.setattr(tasks.docker, "has_wheels", lambda folder: False)
+def test_offline_build_without_a_wheelhouse_says_which_task_fills_it():
+    """--offline with no wheels image names `invoke wheelhouse --variant cpu`."""
+    c = MockContext(run={re.compile("docker image inspect dllab-wheels.*"): Result(exited=1),
+                         re.compile(".*"): Result(stdout="ok")}, repeat=True)
     with pytest.raises(Exit, match="run `invoke wheelhouse --variant cpu` first"):
-        tasks.build(ctx(), variant="cpu", offline=True)
+        tasks.build(c, variant="cpu", offline=True)
+
+
+def test_offline_build_copies_wheels_from_their_image_with_no_network():
+    """--offline passes the wheels image as WHEELHOUSE and builds with --network none."""
+    c = ctx()
+    tasks.build(c, variant="cpu", offline=True)
+    [build] = [cmd for cmd in commands(c) if cmd.startswith("docker build")]
+    assert "--build-arg WHEELHOUSE=dllab-wheels:cpu-linux-x86_64" in build and "--network none" in build
 
 
 @pytest.mark.parametrize("task", [tasks.build, tasks.lab, tasks.test, tasks.clean])

