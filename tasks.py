@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,9 @@ def _engine(c) -> None:
 
 def _image(c, variant: variants.Variant) -> None:
     if not c.run(f"docker image inspect {variant.image}", hide=True, warn=True).ok:
-        raise Exit(f"dllab: no image {variant.image}: run `invoke build --variant {variant.name}`", code=2)
+        raise Exit(
+            f"dllab: no image {variant.image}: run `invoke build --variant {variant.name}`", code=2
+        )
 
 
 def _nvidia_runtime(c) -> bool:
@@ -53,13 +56,21 @@ def _revision(c) -> str:
     return (result.stdout.strip() if result.ok else "") or "unknown"
 
 
-@task(help={"variant": VARIANT_HELP + " (default: all)", "check": "only say whether locks are stale",
-            "find_links": "extra folder of wheels for uv (repeatable)"}, iterable=["find_links"])
+@task(
+    help={
+        "variant": VARIANT_HELP + " (default: all)",
+        "check": "only say whether locks are stale",
+        "find_links": "extra folder of wheels for uv (repeatable)",
+    },
+    iterable=["find_links"],
+)
 def lock(c, variant=None, check=False, find_links=None):
     """Compile locks/<variant>-<platform>.txt from pyproject.toml's extras (uv, hashed)."""
     args = f" --variant {_variant(variant)[0].name}" if variant else ""
     links = "".join(f" --find-links {link}" for link in find_links or [])
-    result = c.run(f"{PYTHON} -m dllab.locks {'check' if check else 'compile'}{args}{links}", warn=True)
+    result = c.run(
+        f"{PYTHON} -m dllab.locks {'check' if check else 'compile'}{args}{links}", warn=True
+    )
     if result.failed:
         raise Exit(code=result.exited)
 
@@ -82,34 +93,86 @@ def wheelhouse(c, variant="cpu", platform=None):
     c.run(docker.quote(docker.wheels_image_command(chosen, platform)))
 
 
-@task(help={"variant": VARIANT_HELP, "platform": "lock platform (default: the variant's first)",
-            "offline": "build with no network, from the wheels `invoke wheelhouse` downloaded"})
+def _native_env(c, variant: variants.Variant) -> None:
+    """The native environment: conda/mamba from environment.yml where one is installed, else a venv."""
+    conda = next((tool for tool in ("mamba", "conda") if shutil.which(tool)), None)
+    if conda and variant.name == "metal":
+        c.run(f"{conda} env update --name dllab-{variant.name} --file environment.yml --prune")
+        c.run(
+            f"{conda} run --name dllab-{variant.name} pip install --no-deps --no-build-isolation -e ."
+        )
+        return
+    venv = f".venv-{variant.name}"
+    c.run(f"{PYTHON} -m venv {venv}")
+    c.run(
+        f"{venv}/bin/pip install --require-hashes --no-deps -r {variant.lock(variants.host_platform())}"
+    )
+    c.run(f"{venv}/bin/pip install --no-deps --no-build-isolation -e .")
+
+
+def _native(variant: variants.Variant, command: str) -> str:
+    """`command` run in the variant's native environment, with the variables it promises."""
+    conda = next((tool for tool in ("mamba", "conda") if shutil.which(tool)), None)
+    if conda and variant.name == "metal":
+        return f"{conda} run --no-capture-output --name dllab-{variant.name} {command}"
+    env = " ".join(
+        f"{k}={v}"
+        for k, v in (
+            ("DLLAB_VARIANT", variant.name),
+            ("DLLAB_ACCELERATOR", variant.accelerator),
+            *variant.env,
+        )
+    )
+    return f"env {env} .venv-{variant.name}/bin/{command}"
+
+
+@task(
+    help={
+        "variant": VARIANT_HELP,
+        "platform": "lock platform (default: the variant's first)",
+        "offline": "build with no network, from the wheels `invoke wheelhouse` downloaded",
+    }
+)
 def build(c, variant="cpu", platform=None, offline=False):
     """Build the dllab:<variant> image, streaming each step; metal builds the native environment."""
     chosen, runtime = _variant(variant)
     if runtime == "native":
-        c.run(f"{PYTHON} -m venv .venv-{chosen.name}")
-        c.run(f".venv-{chosen.name}/bin/pip install --require-hashes --no-deps -r {chosen.lock(variants.host_platform())}")
-        c.run(f".venv-{chosen.name}/bin/pip install --no-deps --no-build-isolation -e .")
+        _native_env(c, chosen)
         return
     platform = platform or chosen.platforms[0]
     if platform not in chosen.platforms:
-        raise Exit(f"dllab: {chosen.name} has no lock for {platform}: choose one of {', '.join(chosen.platforms)}", code=2)
+        raise Exit(
+            f"dllab: {chosen.name} has no lock for {platform}: choose one of {', '.join(chosen.platforms)}",
+            code=2,
+        )
     _engine(c)
     wheels = docker.wheels_image(chosen, platform)
     if offline and not c.run(f"docker image inspect {wheels}", hide=True, warn=True).ok:
-        raise Exit(f"dllab: no {wheels} image for an offline build: run `invoke wheelhouse --variant {chosen.name}` first", code=2)
+        raise Exit(
+            f"dllab: no {wheels} image for an offline build: run `invoke wheelhouse --variant {chosen.name}` first",
+            code=2,
+        )
     c.run(docker.quote(docker.build_command(chosen, platform, _revision(c), offline)), pty=False)
 
 
-@task(help={"variant": VARIANT_HELP, "port": "host port, on 127.0.0.1 (default 8888; the next free one if busy)",
-            "work": "your work directory, mounted at /work (default ./work; never deleted)",
-            "stop": "stop the running lab instead"})
+@task(
+    help={
+        "variant": VARIANT_HELP,
+        "port": "host port, on 127.0.0.1 (default 8888; the next free one if busy)",
+        "work": "your work directory, mounted at /work (default ./work; never deleted)",
+        "stop": "stop the running lab instead",
+    }
+)
 def lab(c, variant="cpu", port=8888, work="work", stop=False):
     """Start JupyterLab with the labs, on 127.0.0.1 with a token; print its URL."""
     chosen, runtime = _variant(variant)
     if runtime == "native":
-        c.run(f".venv-{chosen.name}/bin/jupyter lab --ServerApp.root_dir=. --port {port} --LabApp.default_url=/lab/tree/labs/README.md")
+        c.run(
+            _native(
+                chosen,
+                f"jupyter lab --ServerApp.root_dir=. --port {port} --LabApp.default_url=/lab/tree/labs/README.md",
+            )
+        )
         return
     _engine(c)
     name = docker.container_name(chosen)
@@ -119,13 +182,21 @@ def lab(c, variant="cpu", port=8888, work="work", stop=False):
     _image(c, chosen)
     gpus = chosen.accelerator == "cuda"
     if gpus and not _nvidia_runtime(c):
-        raise Exit("dllab: the cuda lab needs the NVIDIA Container Toolkit (no nvidia runtime in `docker info`): "
-                   "install it and restart Docker, or use --variant cpu", code=2)
+        raise Exit(
+            "dllab: the cuda lab needs the NVIDIA Container Toolkit (no nvidia runtime in `docker info`): "
+            "install it and restart Docker, or use --variant cpu",
+            code=2,
+        )
     if c.run(f"docker container inspect {name}", hide=True, warn=True).ok:
-        raise Exit(f"dllab: a {chosen.name} lab is already running ({name}): `invoke lab --stop` first", code=2)
+        raise Exit(
+            f"dllab: a {chosen.name} lab is already running ({name}): `invoke lab --stop` first",
+            code=2,
+        )
     free = docker.free_port(int(port))
     if free is None:
-        raise Exit(f"dllab: ports {port}-{int(port) + 19} are all busy: choose another with --port", code=2)
+        raise Exit(
+            f"dllab: ports {port}-{int(port) + 19} are all busy: choose another with --port", code=2
+        )
     if free != int(port):
         print(f"port {port} is busy: using {free}", file=sys.stderr)
     uid, gid = os.getuid(), os.getgid()
@@ -133,22 +204,36 @@ def lab(c, variant="cpu", port=8888, work="work", stop=False):
         uid = gid = 1000
     token = secrets.token_hex(24)
     c.run(f"mkdir -p {work}")
-    c.run(docker.quote(docker.lab_command(chosen, free, Path(work), token, uid, gid, gpus)), hide="stdout")
+    c.run(
+        docker.quote(docker.lab_command(chosen, free, Path(work), token, uid, gid, gpus)),
+        hide="stdout",
+    )
     url = f"http://127.0.0.1:{free}/lab?token={token}"
     for _ in range(120):
-        if c.run(f"{PYTHON} -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:{free}/api', timeout=1)\"",
-                 hide=True, warn=True).ok:
+        if c.run(
+            f"{PYTHON} -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:{free}/api', timeout=1)\"",
+            hide=True,
+            warn=True,
+        ).ok:
             break
         time.sleep(0.5)
     else:
         c.run(f"docker logs --tail 20 {name}", warn=True)
-        raise Exit(f"dllab: JupyterLab did not answer within 60 s: see `docker logs {name}`", code=1)
-    print(f"JupyterLab ({chosen.name}): {url}\nyour work: {Path(work).resolve()}  (stop: invoke lab --stop --variant {chosen.name})")
+        raise Exit(
+            f"dllab: JupyterLab did not answer within 60 s: see `docker logs {name}`", code=1
+        )
+    print(
+        f"JupyterLab ({chosen.name}): {url}\nyour work: {Path(work).resolve()}  (stop: invoke lab --stop --variant {chosen.name})"
+    )
 
 
-@task(help={"variant": f"run tests/env and the labs inside this variant ({VARIANT_HELP}); "
-                       "default: the host suite, with image tests when an engine answers",
-            "pytest_args": "extra arguments for pytest"})
+@task(
+    help={
+        "variant": f"run tests/env and the labs inside this variant ({VARIANT_HELP}); "
+        "default: the host suite, with image tests when an engine answers",
+        "pytest_args": "extra arguments for pytest",
+    }
+)
 def test(c, variant=None, pytest_args=""):
     """Run the tests: on this machine, or inside the <variant> environment expecting its accelerator."""
     if variant is None:
@@ -157,18 +242,26 @@ def test(c, variant=None, pytest_args=""):
     chosen, runtime = _variant(variant)
     suites = "tests/env tests/labs"
     if runtime == "native":
-        c.run(f"DLLAB_ACCELERATOR={chosen.accelerator} .venv-{chosen.name}/bin/python -m pytest {suites} {pytest_args}")
+        c.run(_native(chosen, f"python -m pytest {suites} {pytest_args}"))
         return
     _engine(c)
     _image(c, chosen)
     gpus = " --gpus all" if chosen.accelerator == "cuda" and _nvidia_runtime(c) else ""
-    c.run(f"docker run --rm{gpus} --shm-size 2g --workdir /opt/dllab {chosen.image} "
-          f"python -m pytest -p no:cacheprovider {suites} {pytest_args}".strip(), pty=False)
+    c.run(
+        f"docker run --rm{gpus} --shm-size 2g --workdir /opt/dllab {chosen.image} "
+        f"python -m pytest -p no:cacheprovider {suites} {pytest_args}".strip(),
+        pty=False,
+    )
 
 
-@task(help={"variant": "diagnose inside this variant's image instead of here",
-            "expect": "accelerator every framework must see: cpu, cuda or mps",
-            "train": "also run a real training step per framework", "json": "print JSON"})
+@task(
+    help={
+        "variant": "diagnose inside this variant's image instead of here",
+        "expect": "accelerator every framework must see: cpu, cuda or mps",
+        "train": "also run a real training step per framework",
+        "json": "print JSON",
+    }
+)
 def doctor(c, variant=None, expect=None, train=False, json=False):
     """Show what each framework sees, and how to fix what is not the promise."""
     flags = f"{' --expect ' + expect if expect else ''}{' --train' if train else ''}{' --json' if json else ''}"
@@ -179,7 +272,11 @@ def doctor(c, variant=None, expect=None, train=False, json=False):
         _engine(c)
         _image(c, chosen)
         gpus = " --gpus all" if chosen.accelerator == "cuda" and _nvidia_runtime(c) else ""
-        result = c.run(f"docker run --rm{gpus} {chosen.image} python -m dllab doctor{flags}", warn=True, pty=False)
+        result = c.run(
+            f"docker run --rm{gpus} {chosen.image} python -m dllab doctor{flags}",
+            warn=True,
+            pty=False,
+        )
     if result.failed:
         raise Exit(code=result.exited)
 
@@ -187,11 +284,17 @@ def doctor(c, variant=None, expect=None, train=False, json=False):
 @task(help={"variant": VARIANT_HELP + " (default: all)"})
 def clean(c, variant=None):
     """Remove dllab's containers and images; your work directory and wheelhouse stay."""
-    chosen = [_variant(variant)[0]] if variant else [v for v in variants.VARIANTS.values() if v.dockerized]
+    chosen = (
+        [_variant(variant)[0]]
+        if variant
+        else [v for v in variants.VARIANTS.values() if v.dockerized]
+    )
     _engine(c)
     for v in chosen:
         c.run(f"docker rm --force {docker.container_name(v)}", warn=True, hide=True)
-        c.run(f"docker image ls --quiet --filter label=dllab.variant={v.name} | xargs --no-run-if-empty docker rmi --force")
+        c.run(
+            f"docker image ls --quiet --filter label=dllab.variant={v.name} | xargs --no-run-if-empty docker rmi --force"
+        )
 
 
 ns = Collection(lock, wheelhouse, build, lab, test, doctor, clean)

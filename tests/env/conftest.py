@@ -14,8 +14,11 @@ from tests.support import missing
 def _frameworks_here():
     """Skip the folder where no framework is installed (a dev venv for tasks only)."""
     if not any(importlib.util.find_spec(m) for m in ("tensorflow", "torch")):
-        missing("native", "no framework installed here: `pip install -e '.[cpu]'`, "
-                "or run these inside the image with `invoke test --variant cpu`")
+        missing(
+            "native",
+            "no framework installed here: `pip install -e '.[cpu]'`, "
+            "or run these inside the image with `invoke test --variant cpu`",
+        )
 
 
 @pytest.fixture(scope="session")

@@ -43,8 +43,11 @@ def test_with_an_nvidia_driver_torch_and_tensorflow_see_every_gpu(report):
     """Where a driver is visible, torch and TF list the same GPUs (none silently missing)."""
     if not devices.nvidia_driver():
         pytest.skip("no NVIDIA driver visible (/proc/driver/nvidia/version): no GPU here")
-    gpus = {r["target"]: [d for d in r["devices"] if d["kind"] == "cuda"] for r in report
-            if r["installed"] and not r.get("error")}
+    gpus = {
+        r["target"]: [d for d in r["devices"] if d["kind"] == "cuda"]
+        for r in report
+        if r["installed"] and not r.get("error")
+    }
     assert gpus["torch"], "torch sees no GPU although a driver is visible"
     assert len(gpus["tensorflow"]) == len(gpus["torch"])
 

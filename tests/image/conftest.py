@@ -60,7 +60,9 @@ class Containers:
             if container.status == "exited":
                 break
             time.sleep(0.5)
-        raise AssertionError(f"not healthy ({container.status}): {container.logs().decode()[-2000:]}")
+        raise AssertionError(
+            f"not healthy ({container.status}): {container.logs().decode()[-2000:]}"
+        )
 
     def remove_all(self) -> None:
         for container in self.started:

@@ -42,19 +42,30 @@ def test_doctor_inside_reports_cpu_for_every_framework(containers, cpu_image):
     """`dllab doctor --expect cpu --json` inside the image: exit 0, every framework on the CPU."""
     code, out = containers.output(cpu_image, ["python", "-m", "dllab", "doctor", "--json"])
     assert code == 0, out
-    report = json.loads(out[out.index("{"):])
+    report = json.loads(out[out.index("{") :])
     assert report["expect"] == "cpu" and report["problems"] == []
     names = {r["target"] for r in report["frameworks"] if r["installed"]}
-    assert {"tensorflow", "torch", "jax", "keras[tensorflow]", "keras[torch]", "keras[jax]"} <= names
+    assert {
+        "tensorflow",
+        "torch",
+        "jax",
+        "keras[tensorflow]",
+        "keras[torch]",
+        "keras[jax]",
+    } <= names
 
 
 def test_a_training_step_inside_passes_for_every_framework(containers, cpu_image):
     """doctor --train runs a real training step per framework in the image, all on the CPU."""
-    code, out = containers.output(cpu_image, ["python", "-m", "dllab", "doctor", "--train", "--json"])
+    code, out = containers.output(
+        cpu_image, ["python", "-m", "dllab", "doctor", "--train", "--json"]
+    )
     assert code == 0, out
-    report = json.loads(out[out.index("{"):])
+    report = json.loads(out[out.index("{") :])
     runs = [r["train"] for r in report["frameworks"] if r["installed"]]
-    assert len(runs) == 6 and all(run["failures"] == [] and run["device_kind"] == "cpu" for run in runs)
+    assert len(runs) == 6 and all(
+        run["failures"] == [] and run["device_kind"] == "cpu" for run in runs
+    )
 
 
 def test_jupyterlab_is_healthy_and_needs_the_token(lab):
@@ -106,13 +117,16 @@ def test_the_learners_edits_survive_the_container_and_a_new_one(containers, cpu_
     work.mkdir()
     os.chown(work, 1000, 1000)
     mount = {str(work): {"bind": "/work"}}
-    code, out = containers.output(cpu_image, ["bash", "-c",
-                                  "echo mine > /work/labs/README.md && echo nb > /work/mine.ipynb"],
-                                  volumes=mount)
+    code, out = containers.output(
+        cpu_image,
+        ["bash", "-c", "echo mine > /work/labs/README.md && echo nb > /work/mine.ipynb"],
+        volumes=mount,
+    )
     assert code == 0, out
     containers.remove_all()
-    code, out = containers.output(cpu_image, ["cat", "/work/labs/README.md", "/work/mine.ipynb"],
-                                  volumes=mount)
+    code, out = containers.output(
+        cpu_image, ["cat", "/work/labs/README.md", "/work/mine.ipynb"], volumes=mount
+    )
     assert code == 0 and out.split() == ["mine", "nb"], out
     assert len(list((work / "labs").glob("*.py"))) >= 1  # the other labs were still copied in
 

@@ -15,7 +15,9 @@ def test_torch_and_tensorflow_are_cuda_builds(containers, cuda_image):
         "print('tf-cuda', tf.test.is_built_with_cuda(), tf.sysconfig.get_build_info()['cudnn_version'])\n"
     )])  # fmt: skip
     assert code == 0, out
-    lines = dict(line.split(" ", 1) for line in out.splitlines() if line.startswith(("torch-", "tf-")))
+    lines = dict(
+        line.split(" ", 1) for line in out.splitlines() if line.startswith(("torch-", "tf-"))
+    )
     assert lines["torch-cuda"].startswith("13.")
     assert lines["tf-cuda"].startswith("True 9")
 
@@ -28,10 +30,13 @@ def test_doctor_expecting_cuda_without_a_gpu_exits_1_with_the_gpus_hint(containe
         pytest.skip("a GPU is visible here: the no-GPU path cannot be shown")
     code, out = containers.output(cuda_image, ["python", "-m", "dllab", "doctor", "--json"])
     assert code == 1, out
-    report = json.loads(out[out.index("{"):])
+    report = json.loads(out[out.index("{") :])
     assert report["expect"] == "cuda"
     torch_problem = next(p for p in report["problems"] if p.startswith("torch "))
-    assert "CUDA build but no NVIDIA driver visible: run the container with --gpus all" in torch_problem
+    assert (
+        "CUDA build but no NVIDIA driver visible: run the container with --gpus all"
+        in torch_problem
+    )
 
 
 def test_the_gpu_sharing_environment_is_set(client, cuda_image):

@@ -19,7 +19,10 @@ LABEL = "dllab.test=devcontainer"
 def cli(client):
     path = shutil.which("devcontainer")
     if not path:
-        missing("devcontainer", "the devcontainer CLI is not installed (npm install -g @devcontainers/cli)")
+        missing(
+            "devcontainer",
+            "the devcontainer CLI is not installed (npm install -g @devcontainers/cli)",
+        )
     return path
 
 
@@ -33,7 +36,9 @@ def env_for(client, variant: str) -> dict:
 
 
 def devcontainer(cli, *args, env, timeout=1800) -> subprocess.CompletedProcess:
-    return subprocess.run([cli, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [cli, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
+    )
 
 
 @pytest.fixture
@@ -41,13 +46,34 @@ def cpu_devcontainer(cli, client, cpu_image):
     """`devcontainer up` on the cpu config; the container is removed afterwards."""
     config = ".devcontainer/devcontainer.json"
     env = env_for(client, "cpu")
-    up = devcontainer(cli, "up", "--workspace-folder", ".", "--config", config, "--id-label", LABEL,
-                      "--remove-existing-container", env=env)
+    up = devcontainer(
+        cli,
+        "up",
+        "--workspace-folder",
+        ".",
+        "--config",
+        config,
+        "--id-label",
+        LABEL,
+        "--remove-existing-container",
+        env=env,
+    )
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         assert json.loads(up.stdout.strip().splitlines()[-1])["outcome"] == "success"
-        yield lambda *cmd: devcontainer(cli, "exec", "--workspace-folder", ".", "--config", config,
-                                        "--id-label", LABEL, *cmd, env=env, timeout=600)
+        yield lambda *cmd: devcontainer(
+            cli,
+            "exec",
+            "--workspace-folder",
+            ".",
+            "--config",
+            config,
+            "--id-label",
+            LABEL,
+            *cmd,
+            env=env,
+            timeout=600,
+        )
     finally:
         for container in client.containers.list(all=True, filters={"label": LABEL}):
             container.remove(force=True)
@@ -65,7 +91,9 @@ def test_cpu_devcontainer_opens_and_its_frameworks_see_and_train_on_the_cpu(cpu_
 
 def test_the_workspace_is_installed_editable_as_the_non_root_user(cpu_devcontainer):
     """postCreateCommand installed dllab from /workspaces/dllab, and the user is lab, not root."""
-    who = cpu_devcontainer("bash", "-c", "whoami && python -c 'import dllab; print(dllab.__file__)'")
+    who = cpu_devcontainer(
+        "bash", "-c", "whoami && python -c 'import dllab; print(dllab.__file__)'"
+    )
     assert who.returncode == 0, who.stderr
     user, module = who.stdout.split()[-2:]
     assert user == "lab" and module.startswith("/workspaces/dllab/src/")
@@ -73,7 +101,14 @@ def test_the_workspace_is_installed_editable_as_the_non_root_user(cpu_devcontain
 
 def test_cuda_devcontainer_builds_without_a_gpu(cli, client, cuda_image):
     """`devcontainer build` of the cuda config succeeds here, with no GPU (gpu: optional)."""
-    result = devcontainer(cli, "build", "--workspace-folder", ".", "--config",
-                          ".devcontainer/cuda/devcontainer.json", env=env_for(client, "cuda"))
+    result = devcontainer(
+        cli,
+        "build",
+        "--workspace-folder",
+        ".",
+        "--config",
+        ".devcontainer/cuda/devcontainer.json",
+        env=env_for(client, "cuda"),
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1])["outcome"] == "success"
