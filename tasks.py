@@ -281,6 +281,43 @@ def doctor(c, variant=None, expect=None, train=False, json=False):
         raise Exit(code=result.exited)
 
 
+@task(
+    help={
+        "variant": "benchmark inside this variant's environment (default: here, natively)",
+        "runtime": "docker or native (default: the variant's first)",
+        "quick": "smaller sizes and fewer repeats (about a minute on 2 cores)",
+        "environment": "also image size, warm rebuild, run-to-ready, container vs native",
+    }
+)
+def bench(c, variant=None, runtime=None, quick=False, environment=False):
+    """Measure each framework on this device (JSON + PNG under .bench/) and print a table."""
+    flags = " --quick" if quick else ""
+    if variant is None:
+        c.run(f"{PYTHON} -m dllab bench{flags}", pty=False)
+        return
+    chosen, runtime = _variant(variant, runtime)
+    if runtime == "native":
+        c.run(_native(chosen, f"python -m dllab bench{flags}"), pty=False)
+        return
+    _engine(c)
+    _image(c, chosen)
+    gpus = " --gpus all" if chosen.accelerator == "cuda" and _nvidia_runtime(c) else ""
+    uid = os.getuid() or 1000
+    c.run("mkdir -p .bench")
+    c.run(
+        f"docker run --rm{gpus} --user root --env DLLAB_UID={uid} --env DLLAB_GID={os.getgid() or 1000} "
+        f"--env DLLAB_LOCK_DIGEST={docker.lock_digest(chosen, chosen.platforms[0])} "
+        f"--volume {ROOT.resolve()}/.bench:/work/.bench {chosen.image} "
+        f"python -m dllab bench{flags} --out /work/.bench",
+        pty=False,
+    )
+    if environment:
+        c.run(
+            f"{PYTHON} -m dllab.envbench --variant {chosen.name} --revision {_revision(c)}",
+            pty=False,
+        )
+
+
 @task(help={"variant": VARIANT_HELP + " (default: all)"})
 def clean(c, variant=None):
     """Remove dllab's containers and images; your work directory and wheelhouse stay."""
@@ -297,5 +334,5 @@ def clean(c, variant=None):
         )
 
 
-ns = Collection(lock, wheelhouse, build, lab, test, doctor, clean)
+ns = Collection(lock, wheelhouse, build, lab, test, doctor, bench, clean)
 ns.configure({"run": {"echo": True}})

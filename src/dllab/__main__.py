@@ -1,4 +1,4 @@
-"""`python -m dllab doctor|train`: the command line every environment shares."""
+"""`python -m dllab doctor|train|bench`: the command line every environment shares."""
 
 from __future__ import annotations
 
@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # its own parser: python -m dllab bench --help
+        from dllab import bench
+
+        return bench.main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
         expect = variants.check_accelerator(args.expect) if args.expect else None

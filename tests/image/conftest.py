@@ -65,8 +65,8 @@ class Containers:
         )
 
     def remove_all(self) -> None:
-        for container in self.started:
-            container.remove(force=True)
+        while self.started:
+            self.started.pop().remove(force=True)
 
 
 @pytest.fixture

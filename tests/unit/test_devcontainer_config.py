@@ -17,8 +17,9 @@ def config(variant: str) -> dict:
     return json.loads(re.sub(r"^\s*//.*$", "", text, flags=re.M))
 
 
-@pytest.mark.parametrize("variant", [v for v in variants.VARIANTS.values() if v.dockerized],
-                         ids=lambda v: v.name)
+@pytest.mark.parametrize(
+    "variant", [v for v in variants.VARIANTS.values() if v.dockerized], ids=lambda v: v.name
+)
 def test_devcontainer_builds_the_variant_stage_with_the_registry_args(variant):
     """Target, VARIANT, PLATFORM and TORCH_INDEX match what `invoke build` passes."""
     build = config(variant.name)["build"]
@@ -34,7 +35,9 @@ def test_devcontainers_run_as_the_non_root_lab_user_with_jupyter_forwarded():
         c = config(name)
         assert c["remoteUser"] == "lab" and c["updateRemoteUserUID"] is True
         assert 8888 in c["forwardPorts"] and "-e ." in c["postCreateCommand"]
-        assert {"ms-python.python", "ms-toolsai.jupyter"} <= set(c["customizations"]["vscode"]["extensions"])
+        assert {"ms-python.python", "ms-toolsai.jupyter"} <= set(
+            c["customizations"]["vscode"]["extensions"]
+        )
 
 
 def test_the_cuda_devcontainer_opens_without_a_gpu():

@@ -20,12 +20,15 @@ def stage_env(stage: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S+)", env))
 
 
-@pytest.mark.parametrize("variant", [v for v in variants.VARIANTS.values() if v.dockerized],
-                         ids=lambda v: v.name)
+@pytest.mark.parametrize(
+    "variant", [v for v in variants.VARIANTS.values() if v.dockerized], ids=lambda v: v.name
+)
 def test_each_docker_variant_has_a_stage_setting_its_promise_and_env(variant):
     """`FROM lab AS <variant>` sets DLLAB_VARIANT, DLLAB_ACCELERATOR and the registry's env."""
     assert stage_env(variant.name) == {
-        "DLLAB_VARIANT": variant.name, "DLLAB_ACCELERATOR": variant.accelerator, **dict(variant.env)
+        "DLLAB_VARIANT": variant.name,
+        "DLLAB_ACCELERATOR": variant.accelerator,
+        **dict(variant.env),
     }
 
 

@@ -17,8 +17,14 @@ MAC = {"platform": "macos-arm64", "variant": "metal", "nvidia_driver": None}
 
 def seen(target, *kinds, **build):
     """A probe result of `target` seeing devices of `kinds`."""
-    return {"target": target, "installed": True, "error": None, "version": "1.0", "build": build,
-            "devices": [{"name": k, "kind": k} for k in kinds]}
+    return {
+        "target": target,
+        "installed": True,
+        "error": None,
+        "version": "1.0",
+        "build": build,
+        "devices": [{"name": k, "kind": k} for k in kinds],
+    }
 
 
 def test_cpu_expected_and_seen_is_no_problem():
@@ -36,13 +42,17 @@ def test_cuda_build_without_driver_says_run_with_gpus_all():
 
 def test_cpu_only_build_expecting_cuda_says_use_the_cuda_variant():
     """A CPU-only torch cannot see a GPU whatever the driver: use the cuda variant."""
-    [problem] = devices.problems([seen("torch", "cpu", cuda=None)], "cuda", {**LINUX, "nvidia_driver": "580.1"})
+    [problem] = devices.problems(
+        [seen("torch", "cpu", cuda=None)], "cuda", {**LINUX, "nvidia_driver": "580.1"}
+    )
     assert "CPU-only build: use the cuda variant (invoke build --variant cuda)" in problem
 
 
 def test_driver_visible_but_no_gpu_names_the_driver_and_its_floor():
     """With a driver but no device, the hint names the driver and the version torch needs."""
-    [problem] = devices.problems([seen("torch", "cpu", cuda="13.0")], "cuda", {**LINUX, "nvidia_driver": "535.54"})
+    [problem] = devices.problems(
+        [seen("torch", "cpu", cuda="13.0")], "cuda", {**LINUX, "nvidia_driver": "535.54"}
+    )
     assert "driver 535.54 is visible" in problem and ">= 580" in problem
 
 
@@ -82,32 +92,57 @@ def test_missing_framework_fails_only_when_the_variant_promises_it():
 
 def test_a_crashed_probe_is_a_problem_with_its_reason():
     """A framework whose import crashed is reported with the crash, not ignored."""
-    crashed = {"target": "tensorflow", "installed": True, "error": "crashed (exit -11): Segmentation fault"}
-    assert devices.problems([crashed], "cpu", LINUX) == ["tensorflow: crashed (exit -11): Segmentation fault"]
+    crashed = {
+        "target": "tensorflow",
+        "installed": True,
+        "error": "crashed (exit -11): Segmentation fault",
+    }
+    assert devices.problems([crashed], "cpu", LINUX) == [
+        "tensorflow: crashed (exit -11): Segmentation fault"
+    ]
 
 
 def test_training_failures_name_device_loss_and_parameters():
     """A run on the wrong device whose loss rose and weights froze fails three ways."""
-    run = {"device": "cpu", "device_kind": "cpu", "losses": [0.5, 0.7], "params_changed": False, "error": None}
+    run = {
+        "device": "cpu",
+        "device_kind": "cpu",
+        "losses": [0.5, 0.7],
+        "params_changed": False,
+        "error": None,
+    }
     found = smoke.failures(run, "cuda")
-    assert found == ["trained on cpu (cpu), not on cuda", "loss did not fall: 0.5000 -> 0.7000",
-                     "parameters did not change"]
+    assert found == [
+        "trained on cpu (cpu), not on cuda",
+        "loss did not fall: 0.5000 -> 0.7000",
+        "parameters did not change",
+    ]
     assert smoke.failures({**run, "losses": [0.7, 0.5], "params_changed": True}, "cpu") == []
 
 
 def test_render_lists_each_framework_and_the_verdict():
     """The table has a row per framework and ends with NOT OK and the problems."""
-    report = {"system": {**LINUX, "python": "3.11", "in_container": False}, "expect": "cuda",
-              "frameworks": [seen("torch", "cpu", cuda="13.0")], "problems": ["torch sees no cuda: x"]}
+    report = {
+        "system": {**LINUX, "python": "3.11", "in_container": False},
+        "expect": "cuda",
+        "frameworks": [seen("torch", "cpu", cuda="13.0")],
+        "problems": ["torch sees no cuda: x"],
+    }
     text = doctor.render(report)
     assert "torch" in text and "cuda 13.0" in text
     assert text.splitlines()[-2:] == ["NOT OK: expected cuda:", "  - torch sees no cuda: x"]
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["doctor", "--expect", "gpu"], "dllab: unknown accelerator 'gpu': choose one of cpu, cuda, mps"),
-    (["frobnicate"], "dllab: argument command: invalid choice"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["doctor", "--expect", "gpu"],
+            "dllab: unknown accelerator 'gpu': choose one of cpu, cuda, mps",
+        ),
+        (["frobnicate"], "dllab: argument command: invalid choice"),
+    ],
+)
 def test_bad_input_is_one_line_on_stderr_and_exit_2(capsys, argv, message):
     """Unknown accelerators and commands give one dllab: line, exit 2, no traceback."""
     assert main(argv) == 2
@@ -117,8 +152,12 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(capsys, argv, message):
 
 def test_doctor_json_exits_1_with_a_hint_when_cuda_is_expected_here():
     """On this CPU machine --expect cuda fails, as JSON a tool can read (real frameworks)."""
-    proc = subprocess.run([sys.executable, "-m", "dllab", "doctor", "--json", "--expect", "cuda"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dllab", "doctor", "--json", "--expect", "cuda"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 1, proc.stderr
     report = json.loads(proc.stdout)
     assert report["expect"] == "cuda" and report["problems"]

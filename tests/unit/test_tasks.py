@@ -154,16 +154,22 @@ def test_metal_on_a_mac_without_conda_builds_a_venv_from_the_metal_lock(monkeypa
     monkeypatch.setattr(tasks.shutil, "which", lambda tool: None)
     c = ctx()
     tasks.build(c, variant="metal")
-    assert commands(c)[1].endswith("--require-hashes --no-deps -r " + str(variants.get("metal").lock("macos-arm64")))
+    assert commands(c)[1].endswith(
+        "--require-hashes --no-deps -r " + str(variants.get("metal").lock("macos-arm64"))
+    )
     assert commands(c)[0].endswith("-m venv .venv-metal")
 
 
 def test_metal_on_a_mac_with_mamba_uses_environment_yml_and_tests_expect_mps(monkeypatch):
     """With mamba, build updates the dllab-metal env from environment.yml; test runs inside it."""
     monkeypatch.setattr(variants, "host_platform", lambda: "macos-arm64")
-    monkeypatch.setattr(tasks.shutil, "which", lambda tool: "/opt/bin/mamba" if tool == "mamba" else None)
+    monkeypatch.setattr(
+        tasks.shutil, "which", lambda tool: "/opt/bin/mamba" if tool == "mamba" else None
+    )
     c = ctx()
     tasks.build(c, variant="metal")
     tasks.test(c, variant="metal")
     assert "mamba env update --name dllab-metal --file environment.yml" in commands(c)[0]
-    assert commands(c)[-1].startswith("mamba run --no-capture-output --name dllab-metal python -m pytest tests/env")
+    assert commands(c)[-1].startswith(
+        "mamba run --no-capture-output --name dllab-metal python -m pytest tests/env"
+    )

@@ -27,7 +27,9 @@ def test_unknown_variant_lists_the_valid_ones():
 
 def test_metal_on_linux_says_it_is_macos_only_and_what_to_use():
     """Asking for metal on Linux names the host and suggests cpu or cuda."""
-    with pytest.raises(UserError, match=r"metal is native macOS arm64 only \(this is linux-x86_64\).*--variant cpu"):
+    with pytest.raises(
+        UserError, match=r"metal is native macOS arm64 only \(this is linux-x86_64\).*--variant cpu"
+    ):
         variants.check_runtime(variants.get("metal"), host="linux-x86_64")
 
 
@@ -53,8 +55,12 @@ def test_unknown_accelerator_is_refused():
 
 @pytest.mark.parametrize(
     ("system", "machine", "expected"),
-    [("Linux", "x86_64", "linux-x86_64"), ("Linux", "aarch64", "linux-aarch64"),
-     ("Darwin", "arm64", "macos-arm64"), ("Windows", "AMD64", "windows-x86_64")],
+    [
+        ("Linux", "x86_64", "linux-x86_64"),
+        ("Linux", "aarch64", "linux-aarch64"),
+        ("Darwin", "arm64", "macos-arm64"),
+        ("Windows", "AMD64", "windows-x86_64"),
+    ],
 )
 def test_host_platform_names_match_lock_names(monkeypatch, system, machine, expected):
     """platform.system()/machine() map to the names the locks use."""

@@ -1,4 +1,4 @@
-"""Child process entry: `python -m dllab.frameworks probe|train TARGET [ACCELERATOR]` prints one JSON line."""
+"""Child process entry: `python -m dllab.frameworks probe|train|bench TARGET [ARGS]` prints one JSON line."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
     module = importlib.import_module(f"dllab.frameworks.{target.framework}")
     start = time.perf_counter()
     try:
-        result = module.probe() if action == "probe" else module.train(*rest)
+        result = getattr(module, action)(*rest)
         result["error"] = None
     except Exception as exc:  # reported to the parent as data, never as a traceback
         last = traceback.format_exception_only(exc)[-1].strip()

@@ -49,3 +49,104 @@ def train(accelerator: str = "cpu") -> dict:
         "params_changed": bool((keras.ops.convert_to_numpy(net.weights[0].value) != before).any()),
         "backend": keras.backend.backend(),
     }
+
+
+def bench(accelerator: str, settings: str) -> dict:
+    """Import time, MLP and CNN training samples/s, then matmul FLOP/s (for `dllab bench`)."""
+    import contextlib
+    import importlib
+    import json
+    import time
+
+    start = time.perf_counter()
+    import keras
+
+    import_s = time.perf_counter() - start
+    from dllab.bench import measure, per_dtype
+
+    s = json.loads(settings)
+    backend = keras.backend.backend()
+    keras.utils.set_random_seed(0)
+    (c1, c2), hidden, image = s["channels"], s["hidden"], s["image"]
+    layers = keras.layers
+
+    def train(net) -> dict:
+        net.compile(
+            optimizer=keras.optimizers.SGD(learning_rate=s["lr"]),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        # train_on_batch returns the loss as a Python float: each step is already synchronised.
+        return measure(lambda: net.train_on_batch(X, y), lambda _: None, s["batch"], s)
+
+    def matmul(dtype: str) -> dict:
+        # Strict float32 unless TF32 is what is measured, set where the backend decides it.
+        tf32 = dtype == "tfloat32"
+        precision = contextlib.nullcontext()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.experimental.enable_tensor_float_32_execution(tf32)
+        elif backend == "torch":
+            import torch
+
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        elif backend == "jax":
+            import jax
+
+            precision = jax.default_matmul_precision("tensorfloat32" if tf32 else "float32")
+        kind = "float32" if tf32 else dtype
+        a, b = (keras.random.normal((n, n), dtype=kind, seed=seed) for seed in (1, 2))
+        with precision:
+            return measure(
+                lambda: keras.ops.matmul(a, b),
+                # via float32: NumPy has no bfloat16 of its own
+                lambda c: keras.ops.convert_to_numpy(keras.ops.cast(c[0, 0], "float32")),
+                2 * n**3,
+                s,
+            )
+
+    n = s["n"]
+    # Keras puts tensors on the backend's GPU by itself; on cpu, hold it there even if one exists
+    # (not on torch: Keras 3.15 loses its gradients inside keras.device; the parent checks where).
+    pin = accelerator == "cpu" and backend != "torch"
+    with keras.device("cpu:0") if pin else contextlib.nullcontext():
+        X, y = (keras.ops.convert_to_tensor(a) for a in toy_data(s["batch"], image**2))
+        # Training first: its first step is then the real first step after import.
+        results = {
+            "mlp": train(
+                keras.Sequential(
+                    [
+                        keras.Input((X.shape[1],)),
+                        layers.Dense(hidden, activation="relu"),
+                        layers.Dense(hidden, activation="relu"),
+                        layers.Dense(s["classes"]),
+                    ]
+                )
+            ),
+            "cnn": train(
+                keras.Sequential(
+                    [
+                        keras.Input((X.shape[1],)),
+                        layers.Reshape((image, image, 1)),
+                        layers.Conv2D(c1, 3, activation="relu"),
+                        layers.MaxPooling2D(2),
+                        layers.Conv2D(c2, 3, activation="relu"),
+                        layers.MaxPooling2D(2),
+                        layers.Flatten(),
+                        layers.Dense(s["classes"]),
+                    ]
+                )
+            ),
+            "matmul": per_dtype(s, matmul),
+        }
+        where = _where(X)
+    return {
+        "version": keras.__version__,
+        "backend": backend,
+        "backend_version": importlib.import_module(backend).__version__,
+        "device": where,
+        "device_kind": device_kind(where),
+        "device_name": None,
+        "import_s": import_s,
+        **results,
+    }

@@ -67,3 +67,90 @@ def train(accelerator: str = "cpu") -> dict:
         "losses": losses,
         "params_changed": bool((params[0].numpy() != before).any()),
     }
+
+
+def bench(accelerator: str, settings: str) -> dict:
+    """Import time, MLP and CNN training samples/s, then matmul FLOP/s (for `dllab bench`)."""
+    import json
+    import time
+
+    start = time.perf_counter()
+    import tensorflow as tf
+
+    import_s = time.perf_counter() - start
+    from dllab.bench import measure, per_dtype
+
+    s = json.loads(settings)
+    tf.random.set_seed(0)
+    (c1, c2), hidden, image = s["channels"], s["hidden"], s["image"]
+
+    def weights(*shape: int) -> list:
+        fan_in = 1
+        for size in shape[:-1]:
+            fan_in *= size
+        return [
+            tf.Variable(tf.random.normal(shape, stddev=fan_in**-0.5)),
+            tf.Variable(tf.zeros(shape[-1])),
+        ]
+
+    def mlp(p, X):
+        hidden = tf.nn.relu(X @ p[0] + p[1])
+        hidden = tf.nn.relu(hidden @ p[2] + p[3])
+        return hidden @ p[4] + p[5]
+
+    def cnn(p, X):
+        h = tf.reshape(X, (-1, image, image, 1))
+        for w, b in (p[0:2], p[2:4]):
+            h = tf.nn.max_pool2d(tf.nn.relu(tf.nn.conv2d(h, w, 1, "VALID") + b), 2, 2, "VALID")
+        return tf.reshape(h, (-1, s["cnn_flat"])) @ p[4] + p[5]
+
+    def train(forward, params: list) -> dict:
+        @tf.function  # a traced graph, as TF code meant to be fast is written
+        def step():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(
+                        labels=y, logits=forward(params, X)
+                    )
+                )
+            for param, grad in zip(params, tape.gradient(loss, params), strict=True):
+                param.assign_sub(s["lr"] * grad)
+            return loss
+
+        return measure(step, lambda loss: loss.numpy(), s["batch"], s)
+
+    def matmul(dtype: str) -> dict:
+        # TF's default is TF32 on Ampere and later: off, unless TF32 is what is measured
+        tf.config.experimental.enable_tensor_float_32_execution(dtype == "tfloat32")
+        kind = tf.float32 if dtype == "tfloat32" else tf.as_dtype(dtype)
+        a, b = (tf.cast(tf.random.normal((n, n)), kind) for _ in range(2))
+        return measure(lambda: a @ b, lambda c: c[0, 0].numpy(), 2 * n**3, s)
+
+    n = s["n"]
+    with tf.device("/CPU:0" if accelerator == "cpu" else "/GPU:0"):
+        X, y = (tf.constant(a) for a in toy_data(s["batch"], image**2))
+        # Training first: its first step is then the real first step after import.
+        results = {
+            "mlp": train(
+                mlp,
+                weights(X.shape[1], hidden)
+                + weights(hidden, hidden)
+                + weights(hidden, s["classes"]),
+            ),
+            "cnn": train(
+                cnn,
+                weights(3, 3, 1, c1) + weights(3, 3, c1, c2) + weights(s["cnn_flat"], s["classes"]),
+            ),
+            "matmul": per_dtype(s, matmul),
+        }
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "version": tf.__version__,
+        "device": X.device,
+        "device_kind": device_kind(X.device),
+        "device_name": tf.config.experimental.get_device_details(gpus[0]).get("device_name")
+        if gpus and accelerator != "cpu"
+        else None,
+        "import_s": import_s,
+        **results,
+    }

@@ -60,3 +60,86 @@ def train(accelerator: str = "cpu") -> dict:
         "losses": losses,
         "params_changed": bool((weight.detach() != before).any()),
     }
+
+
+def bench(accelerator: str, settings: str) -> dict:
+    """Import time, MLP and CNN training samples/s, then matmul FLOP/s (for `dllab bench`)."""
+    import json
+    import time
+
+    start = time.perf_counter()
+    import torch
+    from torch import nn
+
+    import_s = time.perf_counter() - start
+    from dllab.bench import measure, per_dtype
+
+    s = json.loads(settings)
+    torch.manual_seed(0)
+    device = torch.device(accelerator)
+    sync = {"cuda": torch.cuda.synchronize, "mps": torch.mps.synchronize}.get(accelerator)
+
+    def wait(_) -> None:
+        if sync:
+            sync()
+
+    X, y = toy_data(s["batch"], s["image"] ** 2)
+    X, y = torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)
+
+    def train(net: nn.Module) -> dict:
+        net.to(device)
+        optimizer = torch.optim.SGD(net.parameters(), lr=s["lr"])
+        loss_fn = nn.CrossEntropyLoss()
+
+        def step():
+            optimizer.zero_grad()
+            loss = loss_fn(net(X), y)
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        return measure(step, wait, s["batch"], s)
+
+    (c1, c2), hidden = s["channels"], s["hidden"]
+    # Training first: its first step is then the real first step after import.
+    mlp = train(
+        nn.Sequential(
+            nn.Linear(X.shape[1], hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, s["classes"]),
+        )
+    )
+    cnn = train(
+        nn.Sequential(
+            nn.Unflatten(1, (1, s["image"], s["image"])),
+            nn.Conv2d(1, c1, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(s["cnn_flat"], s["classes"]),
+        )
+    )
+
+    def matmul(dtype: str) -> dict:
+        # torch's float32 matmul is strict by default; TF32 only when that is what is measured
+        torch.backends.cuda.matmul.allow_tf32 = dtype == "tfloat32"
+        kind = torch.float32 if dtype == "tfloat32" else getattr(torch, dtype)
+        a, b = (torch.randn(n, n, device=device, dtype=kind) for _ in range(2))
+        return measure(lambda: a @ b, wait, 2 * n**3, s)
+
+    n = s["n"]
+    return {
+        "version": torch.__version__,
+        "device": str(X.device),
+        "device_kind": X.device.type,
+        "device_name": torch.cuda.get_device_name(device) if accelerator == "cuda" else None,
+        "import_s": import_s,
+        "mlp": mlp,
+        "cnn": cnn,
+        "matmul": per_dtype(s, matmul),
+    }
