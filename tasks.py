@@ -269,14 +269,14 @@ def doctor(c, variant=None, expect=None, train=False, json=False):
         result = c.run(f"{PYTHON} -m dllab doctor{flags}", warn=True, pty=False)
     else:
         chosen, runtime = _variant(variant)
-        _engine(c)
-        _image(c, chosen)
-        gpus = " --gpus all" if chosen.accelerator == "cuda" and _nvidia_runtime(c) else ""
-        result = c.run(
-            f"docker run --rm{gpus} {chosen.image} python -m dllab doctor{flags}",
-            warn=True,
-            pty=False,
-        )
+        if runtime == "native":
+            command = _native(chosen, f"python -m dllab doctor{flags}")
+        else:
+            _engine(c)
+            _image(c, chosen)
+            gpus = " --gpus all" if chosen.accelerator == "cuda" and _nvidia_runtime(c) else ""
+            command = f"docker run --rm{gpus} {chosen.image} python -m dllab doctor{flags}"
+        result = c.run(command, warn=True, pty=False)
     if result.failed:
         raise Exit(code=result.exited)
 
