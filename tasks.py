@@ -51,6 +51,19 @@ def _nvidia_runtime(c) -> bool:
     return result.ok and "nvidia" in result.stdout
 
 
+def _docker_run(c, variant: variants.Variant) -> str:
+    """`docker run --rm` for the variant's image, with the GPUs where the engine can give them."""
+    _engine(c)
+    _image(c, variant)
+    gpus = " --gpus all" if variant.accelerator == "cuda" and _nvidia_runtime(c) else ""
+    return f"docker run --rm{gpus}"
+
+
+def _host_ids() -> tuple[int, int]:
+    """The UID/GID the container's user takes; root on the host gets 1000 (lab never runs as root)."""
+    return (os.getuid(), os.getgid()) if os.getuid() else (1000, 1000)
+
+
 def _revision(c) -> str:
     result = c.run("git rev-parse --short HEAD", hide=True, warn=True)
     return (result.stdout.strip() if result.ok else "") or "unknown"
@@ -199,9 +212,7 @@ def lab(c, variant="cpu", port=8888, work="work", stop=False):
         )
     if free != int(port):
         print(f"port {port} is busy: using {free}", file=sys.stderr)
-    uid, gid = os.getuid(), os.getgid()
-    if uid == 0:  # root on the host can read anything; the lab itself never runs as root
-        uid = gid = 1000
+    uid, gid = _host_ids()
     token = secrets.token_hex(24)
     c.run(f"mkdir -p {work}")
     c.run(
@@ -244,11 +255,8 @@ def test(c, variant=None, pytest_args=""):
     if runtime == "native":
         c.run(_native(chosen, f"python -m pytest {suites} {pytest_args}"))
         return
-    _engine(c)
-    _image(c, chosen)
-    gpus = " --gpus all" if chosen.accelerator == "cuda" and _nvidia_runtime(c) else ""
     c.run(
-        f"docker run --rm{gpus} --shm-size 2g --workdir /opt/dllab {chosen.image} "
+        f"{_docker_run(c, chosen)} --shm-size 2g --workdir /opt/dllab {chosen.image} "
         f"python -m pytest -p no:cacheprovider {suites} {pytest_args}".strip(),
         pty=False,
     )
@@ -272,10 +280,7 @@ def doctor(c, variant=None, expect=None, train=False, json=False):
         if runtime == "native":
             command = _native(chosen, f"python -m dllab doctor{flags}")
         else:
-            _engine(c)
-            _image(c, chosen)
-            gpus = " --gpus all" if chosen.accelerator == "cuda" and _nvidia_runtime(c) else ""
-            command = f"docker run --rm{gpus} {chosen.image} python -m dllab doctor{flags}"
+            command = f"{_docker_run(c, chosen)} {chosen.image} python -m dllab doctor{flags}"
         result = c.run(command, warn=True, pty=False)
     if result.failed:
         raise Exit(code=result.exited)
@@ -299,13 +304,11 @@ def bench(c, variant=None, runtime=None, quick=False, environment=False):
     if runtime == "native":
         c.run(_native(chosen, f"python -m dllab bench{flags}"), pty=False)
         return
-    _engine(c)
-    _image(c, chosen)
-    gpus = " --gpus all" if chosen.accelerator == "cuda" and _nvidia_runtime(c) else ""
-    uid = os.getuid() or 1000
+    uid, gid = _host_ids()
+    run = _docker_run(c, chosen)
     c.run("mkdir -p .bench")
     c.run(
-        f"docker run --rm{gpus} --user root --env DLLAB_UID={uid} --env DLLAB_GID={os.getgid() or 1000} "
+        f"{run} --user root --env DLLAB_UID={uid} --env DLLAB_GID={gid} "
         f"--env DLLAB_LOCK_DIGEST={docker.lock_digest(chosen, chosen.platforms[0])} "
         f"--volume {ROOT.resolve()}/.bench:/work/.bench {chosen.image} "
         f"python -m dllab bench{flags} --out /work/.bench",
