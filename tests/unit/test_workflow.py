@@ -18,8 +18,11 @@ def test_workflow_validates_against_the_github_workflow_schema():
     """check-jsonschema's bundled GitHub workflow schema accepts ci.yml."""
     if not shutil.which("check-jsonschema"):
         pytest.skip("check-jsonschema is not installed (pip install -e '.[dev]')")
-    proc = subprocess.run(["check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
