@@ -321,6 +321,27 @@ def bench(c, variant=None, runtime=None, quick=False, environment=False):
         )
 
 
+@task(
+    help={
+        "variant": VARIANT_HELP,
+        "work": "your work directory; the labs log to its runs/ folder (default ./work)",
+        "port": "host port, on 127.0.0.1 (default 6006)",
+    }
+)
+def tensorboard(c, variant="cpu", work="work", port=6006):
+    """Serve TensorBoard for the labs' logs (WORK/runs) on 127.0.0.1."""
+    chosen, runtime = _variant(variant)
+    if runtime == "native":
+        c.run(_native(chosen, f"tensorboard --logdir {work}/runs --host 127.0.0.1 --port {port}"))
+        return
+    uid, gid = _host_ids()
+    c.run(
+        f"{_docker_run(c, chosen)} --user root --env DLLAB_UID={uid} --env DLLAB_GID={gid} "
+        f"--publish 127.0.0.1:{port}:6006 --volume {Path(work).resolve()}:/work {chosen.image} "
+        "tensorboard --logdir /work/runs --host 0.0.0.0 --port 6006"
+    )
+
+
 @task(help={"variant": VARIANT_HELP + " (default: all)"})
 def clean(c, variant=None):
     """Remove dllab's containers and images; your work directory and wheelhouse stay."""
@@ -337,5 +358,5 @@ def clean(c, variant=None):
         )
 
 
-ns = Collection(lock, wheelhouse, build, lab, test, doctor, bench, clean)
+ns = Collection(lock, wheelhouse, build, lab, tensorboard, test, doctor, bench, clean)
 ns.configure({"run": {"echo": True}})
