@@ -145,3 +145,33 @@ def test_labels_name_the_variant_lock_and_revision(client, cpu_image):
     assert labels["dllab.variant"] == "cpu"
     assert labels["dllab.lock-digest"].startswith("sha256:")
     assert labels["org.opencontainers.image.revision"] not in ("", "unknown")
+
+
+def browser_dom(url: str) -> str:
+    """The DOM a real headless Chromium renders for `url` (Debian's chromium, no download)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from tests.support import missing
+
+    chromium = shutil.which("chromium")
+    if not chromium:
+        missing("browser", "Debian's chromium is not installed (apt-get install chromium)")
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", url],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    return proc.stdout
+
+
+def test_the_labs_index_renders_in_jupyterlab_and_labs_open_as_notebooks(lab):
+    """In a browser, labs/README.md shows rendered, and a lab's .py opens as a notebook."""
+    base = f"http://127.0.0.1:{host_port(lab)}/lab/tree/labs"
+    index = browser_dom(f"{base}/README.md?token={TOKEN}")
+    assert "<h1" in index and "dllab labs" in index and "01_tensors_autodiff" in index
+    notebook = browser_dom(f"{base}/01_tensors_autodiff.py?token={TOKEN}")
+    assert "jp-Notebook" in notebook and "GradientTape" in notebook
