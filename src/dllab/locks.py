@@ -32,7 +32,8 @@ def source(variant: variants.Variant, pyproject: Path = PYPROJECT) -> list[str]:
 
 def digest(variant: variants.Variant, platform: str, pyproject: Path = PYPROJECT) -> str:
     """What a lock was compiled from, hashed: it changes whenever the source does."""
-    text = json.dumps([source(variant, pyproject), platform, PYTHON])
+    excludes = [list(variant.lock_excludes)] if variant.lock_excludes else []
+    text = json.dumps([source(variant, pyproject), platform, PYTHON, *excludes])
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -46,6 +47,8 @@ def compile_command(variant: variants.Variant, platform: str, find_links: list[s
         "--custom-compile-command", f"invoke lock --variant {variant.name}",
         "--output-file", str(variant.lock(platform)),
     ]  # fmt: skip
+    for package in variant.lock_excludes:
+        cmd += ["--no-emit-package", package]
     for link in find_links:
         cmd += ["--find-links", link]
     return cmd + (["--extra-index-url", index] if index else [])

@@ -64,9 +64,9 @@ class Variant:
     frameworks: tuple[str, ...]  # what the environment promises to ship
     summary: str
     env: tuple[tuple[str, str], ...] = ()  # extra environment the variant sets
-    torch_index: str = (
-        ""  # where its torch build comes from, besides PyPI (DLLAB_TORCH_INDEX overrides)
-    )
+    # Where its torch build comes from, besides PyPI (DLLAB_TORCH_INDEX overrides).
+    torch_index: str = ""
+    lock_excludes: tuple[str, ...] = ()  # packages left out of the lock (see the row)
 
     @property
     def image(self) -> str:
@@ -103,6 +103,11 @@ VARIANTS = {
             platforms=("linux-x86_64",),
             frameworks=("tensorflow", "torch", "keras"),
             summary="NVIDIA GPUs: CUDA and cuDNN from the frameworks' pip wheels",
+            # TF's nvidia-cudnn-cu12 / nvidia-nccl-cu12 and torch's -cu13 twins write the same
+            # files (nvidia/cudnn/lib/libcudnn.so.9, nvidia/nccl/lib/libnccl.so.2): whichever pip
+            # installs last would win. We keep torch's exact pins (cuDNN 9.24, NCCL 2.30.7); TF
+            # accepts any cuDNN 9.x >= 9.3 and NCCL >= 2.27.7. See locks/README.md.
+            lock_excludes=("nvidia-cudnn-cu12", "nvidia-nccl-cu12"),
             env=(
                 # Both frameworks share one GPU: neither grabs all its memory up front.
                 ("TF_FORCE_GPU_ALLOW_GROWTH", "true"),

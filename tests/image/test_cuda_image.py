@@ -45,3 +45,21 @@ def test_the_gpu_sharing_environment_is_set(client, cuda_image):
     assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
     assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
     assert env["NVIDIA_VISIBLE_DEVICES"] == "all" and env["DLLAB_ACCELERATOR"] == "cuda"
+
+
+def test_exactly_one_cudnn_and_nccl_the_lock_chose(containers, cuda_image):
+    """The cuDNN and NCCL files on disk are the versions the lock pins, owned by one package each."""
+    from dllab import locks, variants
+
+    pins = locks.pins(variants.get("cuda").lock("linux-x86_64"))
+    code, out = containers.output(cuda_image, ["bash", "-c", (
+        "cd /opt/venv/lib/python3.11/site-packages/nvidia"
+        " && grep -h 'define CUDNN_M[AI]' cudnn/include/cudnn_version.h"
+        " && grep -h 'define NCCL_M[AI]' nccl/include/nccl.h"
+        " && grep -l 'nvidia/cudnn/lib/libcudnn.so.9,' ../nvidia_cudnn*/RECORD"
+    )])  # fmt: skip
+    assert code == 0, out
+    numbers = [line.split()[-1] for line in out.splitlines() if line.startswith("#define")]
+    assert ".".join(numbers[:2]) == ".".join(pins["nvidia-cudnn-cu13"].split(".")[:2])
+    assert ".".join(numbers[2:4]) == ".".join(pins["nvidia-nccl-cu13"].split(".")[:2])
+    assert len([line for line in out.splitlines() if line.endswith("RECORD")]) == 1

@@ -40,7 +40,10 @@ def test_locks_pin_what_each_variant_promises():
     assert not any(name.startswith("nvidia-") for name in cpu)
     cuda = locks.pins(variants.get("cuda").lock("linux-x86_64"))
     assert cuda["tensorflow"] == "2.21.0" and cuda["torch"] == "2.14.1"
-    assert cuda["nvidia-cudnn-cu12"].startswith("9.") and cuda["nvidia-cudnn-cu13"] == "9.24.0.43"
+    # One cuDNN and one NCCL, torch's exact pins: the -cu12 twins would overwrite the same files.
+    assert cuda["nvidia-cudnn-cu13"] == "9.24.0.43" and "nvidia-cudnn-cu12" not in cuda
+    assert "nvidia-nccl-cu13" in cuda and "nvidia-nccl-cu12" not in cuda
+    assert cuda["nvidia-cublas-cu12"].startswith("12.")  # TF's own CUDA 12 libraries stay
     metal = locks.pins(variants.get("metal").lock("macos-arm64"))
     assert metal["tensorflow"].startswith("2.18.") and metal["tensorflow-metal"] == "1.2.0"
 
