@@ -64,6 +64,13 @@ def _host_ids() -> tuple[int, int]:
     return (os.getuid(), os.getgid()) if os.getuid() else (1000, 1000)
 
 
+def _writable_dir(c, path) -> None:
+    """Make `path` for a container to write to as the host user (as 1000 when that is root)."""
+    c.run(f"mkdir -p {path}")
+    if os.getuid() == 0:
+        c.run(f"chown {':'.join(map(str, _host_ids()))} {path}")
+
+
 def _revision(c) -> str:
     result = c.run("git rev-parse --short HEAD", hide=True, warn=True)
     return (result.stdout.strip() if result.ok else "") or "unknown"
@@ -214,7 +221,7 @@ def lab(c, variant="cpu", port=8888, work="work", stop=False):
         print(f"port {port} is busy: using {free}", file=sys.stderr)
     uid, gid = _host_ids()
     token = secrets.token_hex(24)
-    c.run(f"mkdir -p {work}")
+    _writable_dir(c, work)
     c.run(
         docker.quote(docker.lab_command(chosen, free, Path(work), token, uid, gid, gpus)),
         hide="stdout",
@@ -306,7 +313,7 @@ def bench(c, variant=None, runtime=None, quick=False, environment=False):
         return
     uid, gid = _host_ids()
     run = _docker_run(c, chosen)
-    c.run("mkdir -p .bench")
+    _writable_dir(c, ".bench")
     c.run(
         f"{run} --user root --env DLLAB_UID={uid} --env DLLAB_GID={gid} "
         f"--env DLLAB_LOCK_DIGEST={docker.lock_digest(chosen, chosen.platforms[0])} "
