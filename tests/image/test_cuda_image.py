@@ -54,8 +54,8 @@ def test_exactly_one_cudnn_and_nccl_the_lock_chose(containers, cuda_image):
     pins = locks.pins(variants.get("cuda").lock("linux-x86_64"))
     code, out = containers.output(cuda_image, ["bash", "-c", (
         "cd /opt/venv/lib/python3.11/site-packages/nvidia"
-        " && grep -h 'define CUDNN_M[AI]' cudnn/include/cudnn_version.h"
-        " && grep -h 'define NCCL_M[AI]' nccl/include/nccl.h"
+        " && grep -hE 'define CUDNN_(MAJOR|MINOR) ' cudnn/include/cudnn_version.h"
+        " && grep -hE 'define NCCL_(MAJOR|MINOR) ' nccl/include/nccl.h"
         " && grep -l 'nvidia/cudnn/lib/libcudnn.so.9,' ../nvidia_cudnn*/RECORD"
     )])  # fmt: skip
     assert code == 0, out
