@@ -99,7 +99,7 @@ def cpu_peak(cpuinfo: str, cpus: int, max_khz: int | None = None) -> dict:
     else:
         return {"flops": {}, "source": "unknown: no SIMD flags in /proc/cpuinfo", "assumptions": []}
     if max_khz:
-        ghz, clock = max_khz / 1e6, "cpufreq cpuinfo_max_freq"
+        ghz, clock = max_khz / 1e6, "DLLAB_CPU_MAX_MHZ or cpufreq cpuinfo_max_freq"
     elif info.get("mhz"):
         ghz, clock = info["mhz"] / 1e3, '/proc/cpuinfo "cpu MHz"'
         assumptions.append('"cpu MHz" is the current (or, in a VM, nominal) clock, not the boost')
@@ -152,6 +152,9 @@ def usable_cpus() -> int:
 
 
 def max_khz() -> int | None:
+    """The CPU's top clock: $DLLAB_CPU_MAX_MHZ (a VM hides the boost clock), else cpufreq's."""
+    if os.environ.get("DLLAB_CPU_MAX_MHZ"):
+        return int(float(os.environ["DLLAB_CPU_MAX_MHZ"]) * 1000)
     try:
         return int(MAX_FREQ.read_text())
     except (OSError, ValueError):
