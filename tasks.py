@@ -13,7 +13,7 @@ from invoke import Collection, Exit, task
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))  # tasks work before dllab is installed
 
-from dllab import docker, variants  # noqa: E402
+from dllab import docker, locks, variants  # noqa: E402
 from dllab.errors import UserError  # noqa: E402
 
 ROOT = Path(__file__).parent
@@ -316,7 +316,7 @@ def bench(c, variant=None, runtime=None, quick=False, environment=False):
     _writable_dir(c, ".bench")
     c.run(
         f"{run} --user root --env DLLAB_UID={uid} --env DLLAB_GID={gid} "
-        f"--env DLLAB_LOCK_DIGEST={docker.lock_digest(chosen, chosen.platforms[0])} "
+        f"--env DLLAB_LOCK_DIGEST={locks.digest(chosen, chosen.platforms[0])} "
         f"--volume {ROOT.resolve()}/.bench:/work/.bench {chosen.image} "
         f"python -m dllab bench{flags} --out /work/.bench",
         pty=False,

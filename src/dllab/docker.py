@@ -35,10 +35,6 @@ def wheels_image_command(variant: Variant, platform: str) -> list[str]:
     ]  # fmt: skip
 
 
-def lock_digest(variant: Variant, platform: str) -> str:
-    return locks.digest(variant, platform)
-
-
 def build_command(
     variant: Variant, platform: str, revision: str, offline: bool = False
 ) -> list[str]:
@@ -49,7 +45,7 @@ def build_command(
         ("PLATFORM", platform),
         ("TORCH_INDEX", variants.torch_index(variant)),
         ("REVISION", revision),
-        ("LOCK_DIGEST", lock_digest(variant, platform)),
+        ("LOCK_DIGEST", locks.digest(variant, platform)),
         *([("WHEELHOUSE", wheels_image(variant, platform))] if offline else []),
     ):
         cmd += ["--build-arg", f"{arg}={value}"]

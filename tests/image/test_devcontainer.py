@@ -46,34 +46,12 @@ def cpu_devcontainer(cli, client, cpu_image):
     """`devcontainer up` on the cpu config; the container is removed afterwards."""
     config = ".devcontainer/devcontainer.json"
     env = env_for(client, "cpu")
-    up = devcontainer(
-        cli,
-        "up",
-        "--workspace-folder",
-        ".",
-        "--config",
-        config,
-        "--id-label",
-        LABEL,
-        "--remove-existing-container",
-        env=env,
-    )
+    where = ["--workspace-folder", ".", "--config", config, "--id-label", LABEL]
+    up = devcontainer(cli, "up", *where, "--remove-existing-container", env=env)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         assert json.loads(up.stdout.strip().splitlines()[-1])["outcome"] == "success"
-        yield lambda *cmd: devcontainer(
-            cli,
-            "exec",
-            "--workspace-folder",
-            ".",
-            "--config",
-            config,
-            "--id-label",
-            LABEL,
-            *cmd,
-            env=env,
-            timeout=600,
-        )
+        yield lambda *cmd: devcontainer(cli, "exec", *where, *cmd, env=env, timeout=600)
     finally:
         for container in client.containers.list(all=True, filters={"label": LABEL}):
             container.remove(force=True)
