@@ -13,7 +13,7 @@ from invoke import Collection, Exit, task
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))  # tasks work before dllab is installed
 
-from dllab import docker, locks, variants  # noqa: E402
+from dllab import containers, locks, variants  # noqa: E402
 from dllab.errors import UserError  # noqa: E402
 
 ROOT = Path(__file__).parent
@@ -100,7 +100,7 @@ def wheelhouse(c, variant="cpu", platform=None):
     """Download every wheel of a variant's lock, as a folder and an image, for offline builds."""
     chosen, _ = _variant(variant, "docker")
     platform = platform or chosen.platforms[0]
-    folder = docker.wheelhouse(chosen, platform)
+    folder = containers.wheelhouse(chosen, platform)
     index = variants.torch_index(chosen)
     tags = "".join(f" --platform {t}" for t in variants.PLATFORMS[platform].wheel_tags)
     c.run(
@@ -110,7 +110,7 @@ def wheelhouse(c, variant="cpu", platform=None):
         f" -r {chosen.lock(platform)} -d {folder}"
     )
     _engine(c)
-    c.run(docker.quote(docker.wheels_image_command(chosen, platform)))
+    c.run(containers.quote(containers.wheels_image_command(chosen, platform)))
 
 
 def _native_env(c, variant: variants.Variant) -> None:
@@ -166,13 +166,13 @@ def build(c, variant="cpu", platform=None, offline=False):
             code=2,
         )
     _engine(c)
-    wheels = docker.wheels_image(chosen, platform)
+    wheels = containers.wheels_image(chosen, platform)
     if offline and not c.run(f"docker image inspect {wheels}", hide=True, warn=True).ok:
         raise Exit(
             f"dllab: no {wheels} image for an offline build: run `invoke wheelhouse --variant {chosen.name}` first",
             code=2,
         )
-    c.run(docker.quote(docker.build_command(chosen, platform, _revision(c), offline)), pty=False)
+    c.run(containers.quote(containers.build_command(chosen, platform, _revision(c), offline)), pty=False)
 
 
 @task(
@@ -195,7 +195,7 @@ def lab(c, variant="cpu", port=8888, work="work", stop=False):
         )
         return
     _engine(c)
-    name = docker.container_name(chosen)
+    name = containers.container_name(chosen)
     if stop:
         c.run(f"docker rm --force {name}")
         return
@@ -212,7 +212,7 @@ def lab(c, variant="cpu", port=8888, work="work", stop=False):
             f"dllab: a {chosen.name} lab is already running ({name}): `invoke lab --stop` first",
             code=2,
         )
-    free = docker.free_port(int(port))
+    free = containers.free_port(int(port))
     if free is None:
         raise Exit(
             f"dllab: ports {port}-{int(port) + 19} are all busy: choose another with --port", code=2
@@ -223,7 +223,7 @@ def lab(c, variant="cpu", port=8888, work="work", stop=False):
     token = secrets.token_hex(24)
     _writable_dir(c, work)
     c.run(
-        docker.quote(docker.lab_command(chosen, free, Path(work), token, uid, gid, gpus)),
+        containers.quote(containers.lab_command(chosen, free, Path(work), token, uid, gid, gpus)),
         hide="stdout",
     )
     url = f"http://127.0.0.1:{free}/lab?token={token}"
@@ -359,7 +359,7 @@ def clean(c, variant=None):
     )
     _engine(c)
     for v in chosen:
-        c.run(f"docker rm --force {docker.container_name(v)}", warn=True, hide=True)
+        c.run(f"docker rm --force {containers.container_name(v)}", warn=True, hide=True)
         c.run(
             f"docker image ls --quiet --filter label=dllab.variant={v.name} | xargs --no-run-if-empty docker rmi --force"
         )

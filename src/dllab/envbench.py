@@ -14,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from dllab import docker, variants
+from dllab import containers, variants
 from dllab.variants import ROOT
 
 GOALS = {"cpu": 2.3e9, "cuda": 8e9}
@@ -36,15 +36,15 @@ def warm_rebuild(variant: variants.Variant, revision: str) -> float:
     """
     platform = variant.platforms[0]
     offline = bool(
-        sh("docker", "images", "-q", docker.wheels_image(variant, platform)).stdout.strip()
+        sh("docker", "images", "-q", containers.wheels_image(variant, platform)).stdout.strip()
     )
     tag = f"{variant.image}-rebuild-bench"
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "tree"
         shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(
             ".git", ".venv*", "wheelhouse", "work", "runs", ".bench", "__pycache__"))  # fmt: skip
-        cmd = docker.build_command(variant, platform, revision, offline)
-        cmd[cmd.index(str(docker.DOCKERFILE))] = str(copy / "docker" / "Dockerfile")
+        cmd = containers.build_command(variant, platform, revision, offline)
+        cmd[cmd.index(str(containers.DOCKERFILE))] = str(copy / "docker" / "Dockerfile")
         cmd[-1] = str(copy)
         cmd[cmd.index(variant.image)] = tag
         del cmd[

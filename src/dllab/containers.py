@@ -1,4 +1,4 @@
-"""The Docker commands behind `invoke build|lab|test|clean`, as argument lists built from the registry."""
+"""Every Docker command dllab runs, as argument lists built from the registry."""
 
 from __future__ import annotations
 
