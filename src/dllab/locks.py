@@ -19,11 +19,17 @@ PYPROJECT = variants.ROOT / "pyproject.toml"
 # Debian bookworm's python, the image base: the oldest Python every lock must install on.
 PYTHON = "3.11.2"
 DIGEST_PREFIX = "# dllab-source-digest: "
+# The digest of the lock's own text above this line: a pin or hash cut short, or edited by
+# hand, no longer matches it.
+CONTENT_PREFIX = "# dllab-lock-digest: "
 
 
 def source(variant: variants.Variant, pyproject: Path = PYPROJECT) -> list[str]:
     """The requirement lines the lock of `variant` is compiled from (its extra, with lab expanded)."""
-    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    try:
+        extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{pyproject.name} is not valid TOML ({exc}): fix it, then relock") from None
     lines = []
     for req in extras[variant.name]:
         lines += extras[req[6:-1]] if req.startswith("dllab[") else [req]
@@ -62,7 +68,8 @@ def write(variant: variants.Variant, platform: str, find_links: list[str]) -> Pa
     subprocess.run(
         compile_command(variant, platform, find_links), check=True, env={**os.environ, **env}
     )
-    lock.write_text(lock.read_text() + f"{DIGEST_PREFIX}{digest(variant, platform)}\n")
+    text = lock.read_text() + f"{DIGEST_PREFIX}{digest(variant, platform)}\n"
+    lock.write_text(text + f"{CONTENT_PREFIX}{content_digest(text)}\n")
     if variant.name == "metal":
         ENVIRONMENT_YML.write_text(environment_yml(variant, platform))
     return lock
@@ -103,17 +110,29 @@ variables:
 ENVIRONMENT_YML = variants.ROOT / "environment.yml"
 
 
-def stale(variant: variants.Variant, platform: str) -> str | None:
-    """Why the lock of `variant` for `platform` no longer matches its source, or None."""
-    lock = variant.lock(platform)
-    if not lock.exists():
-        return f"{lock.name} is missing: run `invoke lock --variant {variant.name}`"
-    recorded = next(
-        (line[len(DIGEST_PREFIX):].strip() for line in lock.read_text().splitlines()
-         if line.startswith(DIGEST_PREFIX)),
+def content_digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def recorded(text: str, prefix: str) -> str | None:
+    """The value of the trailer line starting with `prefix`, if the lock has one."""
+    return next(
+        (line[len(prefix) :].strip() for line in text.splitlines() if line.startswith(prefix)),
         None,
-    )  # fmt: skip
-    if recorded != digest(variant, platform):
+    )
+
+
+def stale(variant: variants.Variant, platform: str) -> str | None:
+    """Why the lock of `variant` for `platform` is corrupt or no longer matches its source, or None."""
+    lock = variant.lock(platform)
+    relock = f"run `invoke lock --variant {variant.name}`"
+    if not lock.exists():
+        return f"{lock.name} is missing: {relock}"
+    text = lock.read_text()
+    body = text.split(CONTENT_PREFIX, 1)[0]
+    if recorded(text, CONTENT_PREFIX) != content_digest(body):
+        return f"{lock.name} was cut short or edited by hand since `invoke lock` wrote it: {relock}"
+    if recorded(text, DIGEST_PREFIX) != digest(variant, platform):
         return (
             f"{lock.name} is stale: pyproject.toml's [{variant.name}] extra changed since it was "
             f"compiled: run `invoke lock --variant {variant.name}`"
