@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import NoReturn
 
 from dllab import variants
 from dllab.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and exit 2, as for every other user error
+    def error(self, message: str) -> NoReturn:  # one line and exit 2, as for every other user error
         raise UserError(message)
 
 

@@ -1,4 +1,11 @@
-"""The frameworks dllab checks, each with the same two functions: probe() and train(accelerator)."""
+"""The frameworks dllab checks: the targets, and what every plugin module shares.
+
+The ground floor of dllab: nothing here imports the rest of it. Each framework is a plugin
+module beside this one (tensorflow.py, torch.py, jax.py, keras.py) with the same three
+functions, probe(), train(accelerator) and bench(accelerator, settings), as `plugin.Plugin`
+types them; `python -m dllab.frameworks` runs one of them in a fresh process, and
+`timing.py` is how their bench() measures.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 KERAS_BACKENDS = ("tensorflow", "torch", "jax")
+# TF's C++ log level in every child process: 2 keeps its start-up INFO and WARNING lines out of reports.
+TF_CPP_MIN_LOG_LEVEL = "2"
 
 
 @dataclass(frozen=True)

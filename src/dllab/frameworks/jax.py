@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dllab.frameworks import HIDDEN, LR, STEPS, device_kind, toy_data
+from dllab.frameworks.plugin import Bench, Device, Measurements, Probe, Settings, Timing, Training
+from dllab.frameworks.timing import measure, per_dtype
+
+# The JAX platform each accelerator is (jax-metal calls Apple's GPU "METAL").
+JAX_PLATFORMS = {"cpu": "cpu", "cuda": "gpu", "mps": "METAL"}
 
 
-def probe() -> dict:
+def probe() -> Probe:
     import jax
     import jaxlib
 
-    devices = [
+    devices: list[Device] = [
         {"name": str(d), "kind": device_kind(d.platform), "model": d.device_kind}
         for d in jax.devices()
     ]
@@ -22,12 +27,11 @@ def probe() -> dict:
     }
 
 
-def train(accelerator: str = "cpu") -> dict:
+def train(accelerator: str = "cpu") -> Training:
     import jax
     import jax.numpy as jnp
 
-    platform = {"cpu": "cpu", "cuda": "gpu", "mps": "METAL"}[accelerator]
-    device = jax.devices(platform)[0]
+    device = jax.devices(JAX_PLATFORMS[accelerator])[0]
     X, y = (jax.device_put(a, device) for a in toy_data())
     k1, k2 = jax.random.split(jax.random.key(0))
     params = jax.device_put(
@@ -64,7 +68,7 @@ def train(accelerator: str = "cpu") -> dict:
     }
 
 
-def bench(accelerator: str, settings: str) -> dict:
+def bench(accelerator: str, settings: str) -> Bench:
     """Import time, MLP and CNN training samples/s, then matmul FLOP/s (for `dllab bench`)."""
     import json
     import time
@@ -74,11 +78,10 @@ def bench(accelerator: str, settings: str) -> dict:
     import jax.numpy as jnp
 
     import_s = time.perf_counter() - start
-    from dllab.bench import measure, per_dtype
 
-    s = json.loads(settings)
+    s: Settings = json.loads(settings)
     (c1, c2), hidden, image = s["channels"], s["hidden"], s["image"]
-    device = jax.devices({"cpu": "cpu", "cuda": "gpu", "mps": "METAL"}[accelerator])[0]
+    device = jax.devices(JAX_PLATFORMS[accelerator])[0]
     keys = iter(jax.random.split(jax.random.key(0), 16))
     X, y = (jax.device_put(a, device) for a in toy_data(s["batch"], image**2))
 
@@ -103,7 +106,7 @@ def bench(accelerator: str, settings: str) -> dict:
             h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
         return h.reshape(h.shape[0], -1) @ p[4] + p[5]
 
-    def train(forward, params: list) -> dict:
+    def train(forward, params: list) -> Timing:
         def loss_fn(params, X, y):
             y_hat = forward(params, X)
             return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(y_hat), y[:, None], axis=1))
@@ -121,7 +124,7 @@ def bench(accelerator: str, settings: str) -> dict:
 
         return measure(step, jax.block_until_ready, s["batch"], s)
 
-    def matmul(dtype: str) -> dict:
+    def matmul(dtype: str) -> Timing:
         kind = jnp.float32 if dtype == "tfloat32" else jnp.dtype(dtype)
         a, b = (
             jax.device_put(jax.random.normal(next(keys), (n, n), kind), device) for _ in range(2)
@@ -133,7 +136,7 @@ def bench(accelerator: str, settings: str) -> dict:
 
     n = s["n"]
     # Training first: its first step is then the real first step after import.
-    results = {
+    results: Measurements = {
         "mlp": train(
             mlp,
             weights(X.shape[1], hidden) + weights(hidden, hidden) + weights(hidden, s["classes"]),

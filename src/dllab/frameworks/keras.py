@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dllab.frameworks import HIDDEN, LR, STEPS, device_kind, toy_data
+from dllab.frameworks.plugin import Bench, Measurements, Probe, Settings, Timing, Training
+from dllab.frameworks.timing import measure, per_dtype
 
 
 def _where(tensor) -> str:
@@ -12,7 +14,7 @@ def _where(tensor) -> str:
     return str(tensor.device)  # tf.Tensor: '/job:.../device:GPU:0'; torch.Tensor: cuda:0
 
 
-def probe() -> dict:
+def probe() -> Probe:
     import keras
 
     where = _where(keras.ops.convert_to_tensor(keras.ops.ones((2, 2))))
@@ -23,7 +25,7 @@ def probe() -> dict:
     }
 
 
-def train(accelerator: str = "cpu") -> dict:
+def train(accelerator: str = "cpu") -> Training:
     import keras
 
     X, y = toy_data()
@@ -51,7 +53,7 @@ def train(accelerator: str = "cpu") -> dict:
     }
 
 
-def bench(accelerator: str, settings: str) -> dict:
+def bench(accelerator: str, settings: str) -> Bench:
     """Import time, MLP and CNN training samples/s, then matmul FLOP/s (for `dllab bench`)."""
     import contextlib
     import importlib
@@ -62,15 +64,14 @@ def bench(accelerator: str, settings: str) -> dict:
     import keras
 
     import_s = time.perf_counter() - start
-    from dllab.bench import measure, per_dtype
 
-    s = json.loads(settings)
+    s: Settings = json.loads(settings)
     backend = keras.backend.backend()
     keras.utils.set_random_seed(0)
     (c1, c2), hidden, image = s["channels"], s["hidden"], s["image"]
     layers = keras.layers
 
-    def train(net) -> dict:
+    def train(net) -> Timing:
         net.compile(
             optimizer=keras.optimizers.SGD(learning_rate=s["lr"]),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -78,7 +79,7 @@ def bench(accelerator: str, settings: str) -> dict:
         # train_on_batch returns the loss as a Python float: each step is already synchronised.
         return measure(lambda: net.train_on_batch(X, y), lambda _: None, s["batch"], s)
 
-    def matmul(dtype: str) -> dict:
+    def matmul(dtype: str) -> Timing:
         # Strict float32 unless TF32 is what is measured, set where the backend decides it.
         tf32 = dtype == "tfloat32"
         precision = contextlib.nullcontext()
@@ -112,7 +113,7 @@ def bench(accelerator: str, settings: str) -> dict:
     with keras.device("cpu:0") if pin else contextlib.nullcontext():
         X, y = (keras.ops.convert_to_tensor(a) for a in toy_data(s["batch"], image**2))
         # Training first: its first step is then the real first step after import.
-        results = {
+        results: Measurements = {
             "mlp": train(
                 keras.Sequential(
                     [

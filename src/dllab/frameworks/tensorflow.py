@@ -5,18 +5,23 @@ from __future__ import annotations
 import importlib.metadata
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of reports
+from dllab.frameworks import HIDDEN, LR, STEPS, TF_CPP_MIN_LOG_LEVEL, device_kind, toy_data
+from dllab.frameworks.plugin import Bench, Device, Measurements, Probe, Settings, Timing, Training
+from dllab.frameworks.timing import measure, per_dtype
 
-from dllab.frameworks import HIDDEN, LR, STEPS, device_kind, toy_data
+# Before TF is imported: keep its C++ start-up chatter out of reports.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", TF_CPP_MIN_LOG_LEVEL)
+# The device TF places work on for each accelerator (tensorflow-metal's GPU is a "GPU" too).
+TF_DEVICES = {"cpu": "/CPU:0", "cuda": "/GPU:0", "mps": "/GPU:0"}
 
 
-def probe() -> dict:
+def probe() -> Probe:
     import tensorflow as tf
 
     info = tf.sysconfig.get_build_info()
-    devices = []
+    devices: list[Device] = []
     for dev in tf.config.list_physical_devices():
-        entry = {"name": dev.name, "kind": device_kind(dev.device_type)}
+        entry: Device = {"name": dev.name, "kind": device_kind(dev.device_type)}
         if dev.device_type == "GPU":
             entry["model"] = tf.config.experimental.get_device_details(dev).get("device_name")
         devices.append(entry)
@@ -35,13 +40,12 @@ def probe() -> dict:
     }
 
 
-def train(accelerator: str = "cpu") -> dict:
+def train(accelerator: str = "cpu") -> Training:
     import tensorflow as tf
 
     X, y = toy_data()
     tf.random.set_seed(0)
-    device = "/CPU:0" if accelerator == "cpu" else "/GPU:0"
-    with tf.device(device):
+    with tf.device(TF_DEVICES[accelerator]):
         X, y = tf.constant(X), tf.constant(y)
         params = [
             tf.Variable(tf.random.normal((X.shape[1], HIDDEN), stddev=0.1)),
@@ -69,7 +73,7 @@ def train(accelerator: str = "cpu") -> dict:
     }
 
 
-def bench(accelerator: str, settings: str) -> dict:
+def bench(accelerator: str, settings: str) -> Bench:
     """Import time, MLP and CNN training samples/s, then matmul FLOP/s (for `dllab bench`)."""
     import json
     import time
@@ -78,9 +82,8 @@ def bench(accelerator: str, settings: str) -> dict:
     import tensorflow as tf
 
     import_s = time.perf_counter() - start
-    from dllab.bench import measure, per_dtype
 
-    s = json.loads(settings)
+    s: Settings = json.loads(settings)
     tf.random.set_seed(0)
     (c1, c2), hidden, image = s["channels"], s["hidden"], s["image"]
 
@@ -104,7 +107,7 @@ def bench(accelerator: str, settings: str) -> dict:
             h = tf.nn.max_pool2d(tf.nn.relu(tf.nn.conv2d(h, w, 1, "VALID") + b), 2, 2, "VALID")
         return tf.reshape(h, (-1, s["cnn_flat"])) @ p[4] + p[5]
 
-    def train(forward, params: list) -> dict:
+    def train(forward, params: list) -> Timing:
         @tf.function  # a traced graph, as TF code meant to be fast is written
         def step():
             with tf.GradientTape() as tape:
@@ -119,7 +122,7 @@ def bench(accelerator: str, settings: str) -> dict:
 
         return measure(step, lambda loss: loss.numpy(), s["batch"], s)
 
-    def matmul(dtype: str) -> dict:
+    def matmul(dtype: str) -> Timing:
         # TF's default is TF32 on Ampere and later: off, unless TF32 is what is measured
         tf.config.experimental.enable_tensor_float_32_execution(dtype == "tfloat32")
         kind = tf.float32 if dtype == "tfloat32" else tf.as_dtype(dtype)
@@ -127,10 +130,10 @@ def bench(accelerator: str, settings: str) -> dict:
         return measure(lambda: a @ b, lambda c: c[0, 0].numpy(), 2 * n**3, s)
 
     n = s["n"]
-    with tf.device("/CPU:0" if accelerator == "cpu" else "/GPU:0"):
+    with tf.device(TF_DEVICES[accelerator]):
         X, y = (tf.constant(a) for a in toy_data(s["batch"], image**2))
         # Training first: its first step is then the real first step after import.
-        results = {
+        results: Measurements = {
             "mlp": train(
                 mlp,
                 weights(X.shape[1], hidden)

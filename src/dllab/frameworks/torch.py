@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dllab.frameworks import HIDDEN, LR, STEPS, toy_data
+from dllab.frameworks.plugin import Bench, Device, Probe, Settings, Timing, Training
+from dllab.frameworks.timing import measure, per_dtype
 
 
-def probe() -> dict:
+def probe() -> Probe:
     import torch
 
-    devices = [{"name": "cpu", "kind": "cpu"}]
+    devices: list[Device] = [{"name": "cpu", "kind": "cpu"}]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             major, minor = torch.cuda.get_device_capability(i)
@@ -33,7 +35,7 @@ def probe() -> dict:
     }
 
 
-def train(accelerator: str = "cpu") -> dict:
+def train(accelerator: str = "cpu") -> Training:
     import torch
 
     X, y = toy_data()
@@ -62,7 +64,7 @@ def train(accelerator: str = "cpu") -> dict:
     }
 
 
-def bench(accelerator: str, settings: str) -> dict:
+def bench(accelerator: str, settings: str) -> Bench:
     """Import time, MLP and CNN training samples/s, then matmul FLOP/s (for `dllab bench`)."""
     import json
     import time
@@ -72,9 +74,8 @@ def bench(accelerator: str, settings: str) -> dict:
     from torch import nn
 
     import_s = time.perf_counter() - start
-    from dllab.bench import measure, per_dtype
 
-    s = json.loads(settings)
+    s: Settings = json.loads(settings)
     torch.manual_seed(0)
     device = torch.device(accelerator)
     sync = {"cuda": torch.cuda.synchronize, "mps": torch.mps.synchronize}.get(accelerator)
@@ -86,7 +87,7 @@ def bench(accelerator: str, settings: str) -> dict:
     X, y = toy_data(s["batch"], s["image"] ** 2)
     X, y = torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)
 
-    def train(net: nn.Module) -> dict:
+    def train(net: nn.Module) -> Timing:
         net.to(device)
         optimizer = torch.optim.SGD(net.parameters(), lr=s["lr"])
         loss_fn = nn.CrossEntropyLoss()
@@ -125,7 +126,7 @@ def bench(accelerator: str, settings: str) -> dict:
         )
     )
 
-    def matmul(dtype: str) -> dict:
+    def matmul(dtype: str) -> Timing:
         # torch's float32 matmul is strict by default; TF32 only when that is what is measured
         torch.backends.cuda.matmul.allow_tf32 = dtype == "tfloat32"
         kind = torch.float32 if dtype == "tfloat32" else getattr(torch, dtype)
