@@ -1,4 +1,4 @@
-"""dllab.bench's pure parts: peaks from the CPU's own report and NVIDIA's figures, Markdown, files."""
+"""dllab bench's pure parts: peaks from the CPU's own report and NVIDIA's figures, timing, Markdown, files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from dllab import bench
+from dllab import bench, peaks, report, variants
+from dllab.frameworks import timing
 
 
 def cpuinfo(
@@ -39,7 +40,7 @@ def cpuinfo(
 
 def test_avx512_peak_counts_16_lanes_and_two_fma_units_and_says_so():
     """An Intel AVX-512 core is 16 float32 lanes x 2 FMA units x 2 FLOP per cycle, stated as an assumption."""
-    peak = bench.cpu_peak(cpuinfo("fpu sse2 avx avx2 fma avx512f"), cpus=4, max_khz=2_000_000)
+    peak = peaks.cpu_peak(cpuinfo("fpu sse2 avx avx2 fma avx512f"), cpus=4, max_khz=2_000_000)
     assert peak["flops"]["float32"] == pytest.approx(4 * 16 * 2 * 2 * 2.0e9)
     assert "avx512f" in peak["source"]
     assert any("2 AVX-512 FMA units" in a for a in peak["assumptions"])
@@ -47,7 +48,7 @@ def test_avx512_peak_counts_16_lanes_and_two_fma_units_and_says_so():
 
 def test_avx2_peak_counts_8_lanes():
     """An AVX2+FMA core is 8 float32 lanes x 2 FMA units x 2 FLOP per cycle."""
-    peak = bench.cpu_peak(cpuinfo("fpu sse2 avx avx2 fma"), cpus=4, max_khz=3_000_000)
+    peak = peaks.cpu_peak(cpuinfo("fpu sse2 avx avx2 fma"), cpus=4, max_khz=3_000_000)
     assert peak["flops"]["float32"] == pytest.approx(4 * 8 * 2 * 2 * 3.0e9)
     assert peak["flops"]["bfloat16"] is None
 
@@ -55,34 +56,34 @@ def test_avx2_peak_counts_8_lanes():
 def test_zen4_counts_one_512_bit_fma_per_cycle():
     """AMD family 25 with AVX-512 (Zen 4) double-pumps 256-bit pipes: half the Intel figure."""
     text = cpuinfo("avx2 fma avx512f", vendor="AuthenticAMD", family="25")
-    peak = bench.cpu_peak(text, cpus=2, max_khz=2_000_000)
+    peak = peaks.cpu_peak(text, cpus=2, max_khz=2_000_000)
     assert peak["flops"]["float32"] == pytest.approx(2 * 16 * 1 * 2 * 2.0e9)
     assert any("Zen 4" in a for a in peak["assumptions"])
 
 
 def test_clock_falls_back_to_the_highest_cpu_mhz_without_cpufreq():
     """Without cpufreq's max frequency, the highest "cpu MHz" line is the clock, and that is said."""
-    peak = bench.cpu_peak(cpuinfo("avx2 fma", mhz=2500.0), cpus=1, max_khz=None)
+    peak = peaks.cpu_peak(cpuinfo("avx2 fma", mhz=2500.0), cpus=1, max_khz=None)
     assert peak["flops"]["float32"] == pytest.approx(1 * 8 * 2 * 2 * 2.501e9)
     assert "cpu MHz" in peak["source"]
 
 
 def test_smt_siblings_do_not_count_as_cores():
     """Four usable CPUs that are two-way SMT siblings are two cores' worth of FMA units."""
-    peak = bench.cpu_peak(cpuinfo("avx2 fma", siblings=8, cores=4), cpus=4, max_khz=1_000_000)
+    peak = peaks.cpu_peak(cpuinfo("avx2 fma", siblings=8, cores=4), cpus=4, max_khz=1_000_000)
     assert peak["flops"]["float32"] == pytest.approx(2 * 8 * 2 * 2 * 1.0e9)
     assert any("SMT" in a for a in peak["assumptions"])
 
 
 def test_avx512_bf16_doubles_the_bfloat16_peak():
     """AVX512_BF16 dot products give bfloat16 twice the float32 peak."""
-    peak = bench.cpu_peak(cpuinfo("avx2 fma avx512f avx512_bf16"), cpus=1, max_khz=1_000_000)
+    peak = peaks.cpu_peak(cpuinfo("avx2 fma avx512f avx512_bf16"), cpus=1, max_khz=1_000_000)
     assert peak["flops"]["bfloat16"] == pytest.approx(2 * peak["flops"]["float32"])
 
 
 def test_cpu_without_simd_flags_has_an_unknown_peak():
     """A /proc/cpuinfo without SIMD flags gives no peak and says why."""
-    peak = bench.cpu_peak("processor\t: 0\n", cpus=1, max_khz=1_000_000)
+    peak = peaks.cpu_peak("processor\t: 0\n", cpus=1, max_khz=1_000_000)
     assert peak["flops"] == {}
     assert peak["source"].startswith("unknown")
 
@@ -101,7 +102,7 @@ def test_cpu_without_simd_flags_has_an_unknown_peak():
 )
 def test_known_gpu_peak_comes_from_the_named_datasheet(name, float32_tflops, source):
     """A GPU named as the driver reports it maps to its dense vendor figures and their source."""
-    peak = bench.gpu_peak(name)
+    peak = peaks.gpu_peak(name)
     assert peak["flops"]["float32"] == pytest.approx(float32_tflops * 1e12)
     assert peak["flops"]["bfloat16"] > peak["flops"]["float32"]
     assert source in peak["source"]
@@ -110,7 +111,7 @@ def test_known_gpu_peak_comes_from_the_named_datasheet(name, float32_tflops, sou
 def test_unknown_gpu_peak_is_unknown_not_guessed():
     """A GPU missing from the table, or no name at all, has no peak and says so."""
     for name in ("NVIDIA GeForce GTX 1080", None):
-        peak = bench.gpu_peak(name)
+        peak = peaks.gpu_peak(name)
         assert peak["flops"] == {}
         assert peak["source"].startswith("unknown")
 
@@ -124,10 +125,22 @@ def test_bfloat16_is_measured_on_cpu_only_where_the_cpu_supports_it():
     assert cuda["n"] > bench.settings("full", "cpu", set())["n"]
 
 
+def test_mps_measures_float32_and_float16():
+    """Apple GPUs are measured in the two dtypes Metal runs natively."""
+    assert bench.settings("quick", "mps", set())["dtypes"] == ["float32", "float16"]
+
+
+def test_every_accelerator_has_dtypes_a_matmul_size_and_a_peak_model():
+    """An accelerator dllab knows has its matmul dtypes, an n in every mode and a peak model."""
+    for accelerator in variants.ACCELERATORS:
+        assert peaks.DTYPES[accelerator] and accelerator in peaks.PEAK_MODELS
+        assert all(accelerator in sizes for sizes in bench.MATMUL_N.values())
+
+
 def test_measure_reports_first_call_and_median_within_its_spread():
     """measure() times the first call apart and reports a median between the min and max rates."""
     calls = []
-    result = bench.measure(lambda: calls.append(1), lambda _: None, 10.0, bench.MODES["tiny"])
+    result = timing.measure(lambda: calls.append(1), lambda _: None, 10.0, bench.MODES["tiny"])
     assert result["first_s"] >= 0
     assert result["min"] <= result["median"] <= result["max"]
     assert len(calls) >= 1 + bench.MODES["tiny"]["warmup"] + bench.MODES["tiny"]["repeats"]
@@ -141,7 +154,7 @@ def test_per_dtype_records_a_failing_dtype_and_goes_on():
             raise TypeError("no bfloat16 here")
         return {"median": 1.0}
 
-    found = bench.per_dtype({"dtypes": ["float32", "bfloat16"], "n": 8}, run)
+    found = timing.per_dtype({"dtypes": ["float32", "bfloat16"], "n": 8}, run)
     assert found["float32"] == {"n": 8, "median": 1.0}
     assert found["bfloat16"] == {"error": "TypeError: no bfloat16 here"}
 
@@ -187,7 +200,7 @@ def fake_results() -> dict:
 
 def test_markdown_renders_one_row_per_target_with_the_numbers():
     """The table has a row per target: GFLOP/s and % of peak, samples/s with spread, start-up times."""
-    text = bench.markdown(fake_results())
+    text = report.markdown(fake_results())
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if "|" in line}
     assert "matmul float32 GFLOP/s" in rows["Framework"]
     assert "| 100 | 50% |" in rows["torch"]
@@ -199,14 +212,14 @@ def test_markdown_renders_one_row_per_target_with_the_numbers():
 
 def test_markdown_lists_errors_under_the_table():
     """A failed target and a failed dtype are named, with their errors, below the table."""
-    text = bench.markdown(fake_results())
+    text = report.markdown(fake_results())
     assert "- jax: crashed (exit 1): boom" in text
     assert "- torch matmul bfloat16: RuntimeError: nope" in text
 
 
 def test_save_writes_json_latest_and_a_png_chart(tmp_path):
     """save() writes the run's JSON, the same JSON as latest.json, and a PNG named in both."""
-    path = bench.save(fake_results(), tmp_path / "out")
+    path = report.save(fake_results(), tmp_path / "out")
     assert path.name == "bench-box.lan-cpu-20260102T030405Z.json"
     saved = json.loads(path.read_text())
     assert json.loads((tmp_path / "out" / "latest.json").read_text()) == saved
