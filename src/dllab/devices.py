@@ -1,4 +1,4 @@
-"""What each framework sees, asked in a fresh process each, and what to do when it is not the promise."""
+"""What each framework sees, asked in a fresh process each, and the facts of this machine that explain it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dllab import variants
-from dllab.frameworks import TARGETS, Target
+from dllab.frameworks import TARGETS, TF_CPP_MIN_LOG_LEVEL, Target
 
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
 PROBE_TIMEOUT = 300
@@ -19,7 +19,7 @@ PROBE_TIMEOUT = 300
 
 def run_child(target: Target, action: str, *args: str, timeout: float = PROBE_TIMEOUT) -> dict:
     """Run `python -m dllab.frameworks ACTION TARGET ...` and return its JSON result; never raises."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=TF_CPP_MIN_LOG_LEVEL)
     if target.backend:
         env["KERAS_BACKEND"] = target.backend  # read once, at `import keras`: hence a process each
     cmd = [sys.executable, "-m", "dllab.frameworks", action, target.name, *args]
@@ -77,70 +77,10 @@ def probe_all(targets: tuple[Target, ...] = TARGETS) -> list[dict]:
     ]
 
 
-def problems(results: list[dict], expect: str, facts: dict) -> list[str]:
-    """One line per target that does not see `expect`, each with how to fix it."""
-    promised = (
-        variants.VARIANTS[facts["variant"]].frameworks
-        if facts.get("variant") in variants.VARIANTS
-        else ()
-    )
-    found = []
-    for r in results:
-        name = r["target"]
-        target = Target.parse(name)
-        if not r.get("installed"):
-            if all(m in promised for m in target.needs):
-                found.append(
-                    f"{name}: not installed, but the {facts['variant']} variant promises it: "
-                    f"rebuild it (invoke build --variant {facts['variant']})"
-                )
-            continue
-        if r.get("error"):
-            found.append(f"{name}: {r['error']}")
-            continue
-        kinds = {d["kind"] for d in r["devices"]}
-        if target.backend:  # Keras must put its tensors there, not merely be able to
-            kinds = {r["devices"][0]["kind"]}
-        if expect not in kinds:
-            found.append(
-                f"{name} sees no {expect} (only {', '.join(sorted(kinds))}): "
-                + hint(r, expect, facts)
-            )
-    return found
+def __getattr__(name: str) -> object:
+    """`devices.problems`, for labs/00_environment.py until it says `doctor.problems`."""
+    if name == "problems":  # the verdicts moved to dllab.doctor; delete this when the lab has
+        from dllab import doctor
 
-
-def hint(result: dict, expect: str, facts: dict) -> str:
-    """How to make the target in `result` see `expect`."""
-    target = Target.parse(result["target"])
-    build = result.get("build", {})
-    framework = target.backend or target.framework
-    if target.backend:
-        return f"Keras uses {framework}'s devices: fix {framework} first (python -m dllab doctor)"
-    if expect == "cuda":
-        cuda_build = build.get("cuda") or (framework == "jax" and build.get("backend") == "gpu")
-        if not cuda_build:
-            return f"{framework} is a CPU-only build: use the cuda variant (invoke build --variant cuda)"
-        if not facts.get("nvidia_driver"):
-            return (
-                "CUDA build but no NVIDIA driver visible: run the container with --gpus all "
-                "(invoke lab --variant cuda does) and install the NVIDIA Container Toolkit on the host"
-            )
-        return (
-            f"NVIDIA driver {facts['nvidia_driver']} is visible but {framework} sees no GPU: "
-            "torch's CUDA 13 build needs driver >= 580, TF's CUDA 12 build >= 525; "
-            "check nvidia-smi and CUDA_VISIBLE_DEVICES"
-        )
-    if expect == "mps":
-        if not facts.get("platform", "").startswith("macos-arm64"):
-            return f"mps exists only on macOS with Apple silicon (this is {facts.get('platform')}): expect cpu or cuda"
-        if framework == "tensorflow":
-            if not build.get("metal_plugin"):
-                return "tensorflow-metal is not installed: create the metal environment (environment.yml)"
-            return (
-                f"tensorflow-metal {build['metal_plugin']} did not load: it needs tensorflow 2.18.x "
-                "(as pinned in environment.yml)"
-            )
-        if framework == "torch":
-            return "torch sees no MPS: it needs macOS >= 14 and an arm64 Python (not one under Rosetta)"
-        return f"{framework} has no Metal backend in dllab: the metal variant does not ship it"
-    return f"{framework} sees no CPU, which should not happen: reinstall it"
+        return doctor.problems
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dllab import devices, smoke
+from collections.abc import Callable
+
+from dllab import devices, smoke, variants
 from dllab.frameworks import Target
 
 
@@ -11,7 +13,7 @@ def diagnose(expect: str | None = None, train: bool = False) -> dict:
     facts = devices.system()
     expect = expect or facts["accelerator"]
     results = devices.probe_all()
-    found = devices.problems(results, expect, facts) if expect else []
+    found = problems(results, expect, facts) if expect else []
     if train and expect:
         for result in results:
             if result.get("installed") and not result.get("error"):
@@ -19,6 +21,98 @@ def diagnose(expect: str | None = None, train: bool = False) -> dict:
                 result["train"] = run
                 found += [f"{result['target']} training: {f}" for f in run["failures"]]
     return {"system": facts, "expect": expect, "frameworks": results, "problems": found}
+
+
+def problems(results: list[dict], expect: str, facts: dict) -> list[str]:
+    """One line per target that does not see `expect`, each with how to fix it."""
+    promised = (
+        variants.VARIANTS[facts["variant"]].frameworks
+        if facts.get("variant") in variants.VARIANTS
+        else ()
+    )
+    found = []
+    for r in results:
+        name = r["target"]
+        target = Target.parse(name)
+        if not r.get("installed"):
+            if all(m in promised for m in target.needs):
+                found.append(
+                    f"{name}: not installed, but the {facts['variant']} variant promises it: "
+                    f"rebuild it (invoke build --variant {facts['variant']})"
+                )
+            continue
+        if r.get("error"):
+            found.append(f"{name}: {r['error']}")
+            continue
+        kinds = {d["kind"] for d in r["devices"]}
+        if target.backend:  # Keras must put its tensors there, not merely be able to
+            kinds = {r["devices"][0]["kind"]}
+        if expect not in kinds:
+            found.append(
+                f"{name} sees no {expect} (only {', '.join(sorted(kinds))}): "
+                + hint(r, expect, facts)
+            )
+    return found
+
+
+def hint(result: dict, expect: str, facts: dict) -> str:
+    """How to make the target in `result` see `expect`."""
+    target = Target.parse(result["target"])
+    framework = target.backend or target.framework
+    if target.backend:
+        return f"Keras uses {framework}'s devices: fix {framework} first (python -m dllab doctor)"
+    return HINTS[expect](framework, result.get("build", {}), facts)
+
+
+def _variant(accelerator: str) -> variants.Variant:
+    """The variant that promises `accelerator`."""
+    return next(v for v in variants.VARIANTS.values() if v.accelerator == accelerator)
+
+
+def _cuda_hint(framework: str, build: dict, facts: dict) -> str:
+    cuda_build = build.get("cuda") or (framework == "jax" and build.get("backend") == "gpu")
+    if not cuda_build:
+        name = _variant("cuda").name
+        return f"{framework} is a CPU-only build: use the {name} variant (invoke build --variant {name})"
+    if not facts.get("nvidia_driver"):
+        return (
+            "CUDA build but no NVIDIA driver visible: run the container with --gpus all "
+            f"(invoke lab --variant {_variant('cuda').name} does) and install the NVIDIA "
+            "Container Toolkit on the host"
+        )
+    return (
+        f"NVIDIA driver {facts['nvidia_driver']} is visible but {framework} sees no GPU: "
+        "torch's CUDA 13 build needs driver >= 580, TF's CUDA 12 build >= 525; "
+        "check nvidia-smi and CUDA_VISIBLE_DEVICES"
+    )
+
+
+def _mps_hint(framework: str, build: dict, facts: dict) -> str:
+    metal = _variant("mps")
+    if facts.get("platform") not in metal.platforms:
+        return f"mps exists only on macOS with Apple silicon (this is {facts.get('platform')}): expect cpu or cuda"
+    if framework == "tensorflow":
+        if not build.get("metal_plugin"):
+            return f"tensorflow-metal is not installed: create the {metal.name} environment (environment.yml)"
+        return (
+            f"tensorflow-metal {build['metal_plugin']} did not load: it needs tensorflow 2.18.x "
+            "(as pinned in environment.yml)"
+        )
+    if framework == "torch":
+        return "torch sees no MPS: it needs macOS >= 14 and an arm64 Python (not one under Rosetta)"
+    return f"{framework} has no Metal backend in dllab: the {metal.name} variant does not ship it"
+
+
+def _cpu_hint(framework: str, build: dict, facts: dict) -> str:
+    return f"{framework} sees no CPU, which should not happen: reinstall it"
+
+
+# How to fix a framework that does not see each accelerator: (framework, its build, facts) -> hint.
+HINTS: dict[str, Callable[[str, dict, dict], str]] = {
+    "cpu": _cpu_hint,
+    "cuda": _cuda_hint,
+    "mps": _mps_hint,
+}
 
 
 def render(report: dict) -> str:

@@ -7,14 +7,14 @@ import platform
 
 import pytest
 
-from dllab import devices, smoke, variants
+from dllab import devices, doctor, smoke, variants
 from dllab.frameworks import TARGETS, Target
 
 
 def test_every_installed_framework_sees_the_promised_accelerator(report, accelerator):
     """doctor's verdict for this environment's accelerator has no problem."""
     facts = devices.system()
-    assert devices.problems(report, accelerator, facts) == []
+    assert doctor.problems(report, accelerator, facts) == []
 
 
 def test_the_core_frameworks_are_installed(report):

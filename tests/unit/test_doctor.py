@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dllab import devices, doctor, smoke
+from dllab import devices, doctor, smoke, variants
 from dllab.__main__ import main
 
 LINUX = {"platform": "linux-x86_64", "variant": None, "nvidia_driver": None}
@@ -29,12 +29,12 @@ def seen(target, *kinds, **build):
 
 def test_cpu_expected_and_seen_is_no_problem():
     """Frameworks that see the CPU pass --expect cpu."""
-    assert devices.problems([seen("torch", "cpu"), seen("keras[torch]", "cpu")], "cpu", LINUX) == []
+    assert doctor.problems([seen("torch", "cpu"), seen("keras[torch]", "cpu")], "cpu", LINUX) == []
 
 
 def test_cuda_build_without_driver_says_run_with_gpus_all():
     """A CUDA build with no driver visible gets the --gpus all / Container Toolkit hint."""
-    [problem] = devices.problems([seen("torch", "cpu", cuda="13.0")], "cuda", LINUX)
+    [problem] = doctor.problems([seen("torch", "cpu", cuda="13.0")], "cuda", LINUX)
     assert "torch sees no cuda" in problem
     assert "CUDA build but no NVIDIA driver visible: run the container with --gpus all" in problem
     assert "NVIDIA Container Toolkit" in problem
@@ -42,7 +42,7 @@ def test_cuda_build_without_driver_says_run_with_gpus_all():
 
 def test_cpu_only_build_expecting_cuda_says_use_the_cuda_variant():
     """A CPU-only torch cannot see a GPU whatever the driver: use the cuda variant."""
-    [problem] = devices.problems(
+    [problem] = doctor.problems(
         [seen("torch", "cpu", cuda=None)], "cuda", {**LINUX, "nvidia_driver": "580.1"}
     )
     assert "CPU-only build: use the cuda variant (invoke build --variant cuda)" in problem
@@ -50,7 +50,7 @@ def test_cpu_only_build_expecting_cuda_says_use_the_cuda_variant():
 
 def test_driver_visible_but_no_gpu_names_the_driver_and_its_floor():
     """With a driver but no device, the hint names the driver and the version torch needs."""
-    [problem] = devices.problems(
+    [problem] = doctor.problems(
         [seen("torch", "cpu", cuda="13.0")], "cuda", {**LINUX, "nvidia_driver": "535.54"}
     )
     assert "driver 535.54 is visible" in problem and ">= 580" in problem
@@ -60,33 +60,33 @@ def test_keras_must_place_tensors_on_the_accelerator_not_merely_see_it():
     """Keras passes only when its first (placement) device is the promised one."""
     keras_on_cpu = {**seen("keras[torch]", "cpu", backend="torch")}
     keras_on_cpu["devices"].append({"name": "cuda:0", "kind": "cuda"})
-    [problem] = devices.problems([keras_on_cpu], "cuda", LINUX)
+    [problem] = doctor.problems([keras_on_cpu], "cuda", LINUX)
     assert problem.startswith("keras[torch] sees no cuda") and "fix torch first" in problem
 
 
 def test_tensorflow_without_metal_plugin_on_a_mac_says_install_it():
     """On a Mac, TF with no tensorflow-metal is told to use the metal environment."""
-    [problem] = devices.problems([seen("tensorflow", "cpu", metal_plugin=None)], "mps", MAC)
+    [problem] = doctor.problems([seen("tensorflow", "cpu", metal_plugin=None)], "mps", MAC)
     assert "tensorflow-metal is not installed" in problem
 
 
 def test_tensorflow_metal_that_did_not_load_names_the_tf_pin():
     """tensorflow-metal present but no GPU: the hint is the TF 2.18 pin."""
-    [problem] = devices.problems([seen("tensorflow", "cpu", metal_plugin="1.2.0")], "mps", MAC)
+    [problem] = doctor.problems([seen("tensorflow", "cpu", metal_plugin="1.2.0")], "mps", MAC)
     assert "tensorflow-metal 1.2.0 did not load: it needs tensorflow 2.18.x" in problem
 
 
 def test_mps_expected_on_linux_says_macos_only():
     """mps cannot exist on Linux: the hint says so instead of blaming a framework."""
-    [problem] = devices.problems([seen("torch", "cpu")], "mps", LINUX)
+    [problem] = doctor.problems([seen("torch", "cpu")], "mps", LINUX)
     assert "only on macOS with Apple silicon (this is linux-x86_64)" in problem
 
 
 def test_missing_framework_fails_only_when_the_variant_promises_it():
     """jax missing is fine in a variant without JAX, a problem in one that ships it."""
     missing = {"target": "jax", "installed": False, "error": "not installed: no jax"}
-    assert devices.problems([missing], "cuda", {**LINUX, "variant": "cuda"}) == []
-    [problem] = devices.problems([missing], "cpu", {**LINUX, "variant": "cpu"})
+    assert doctor.problems([missing], "cuda", {**LINUX, "variant": "cuda"}) == []
+    [problem] = doctor.problems([missing], "cpu", {**LINUX, "variant": "cpu"})
     assert "jax: not installed, but the cpu variant promises it" in problem
 
 
@@ -97,9 +97,19 @@ def test_a_crashed_probe_is_a_problem_with_its_reason():
         "installed": True,
         "error": "crashed (exit -11): Segmentation fault",
     }
-    assert devices.problems([crashed], "cpu", LINUX) == [
+    assert doctor.problems([crashed], "cpu", LINUX) == [
         "tensorflow: crashed (exit -11): Segmentation fault"
     ]
+
+
+def test_every_accelerator_has_a_fix_hint():
+    """Each accelerator a variant can promise has its own hints."""
+    assert set(doctor.HINTS) == set(variants.ACCELERATORS)
+
+
+def test_devices_problems_still_answers_for_the_labs():
+    """labs/00 asks devices.problems: it is doctor's, under its old name."""
+    assert devices.problems is doctor.problems
 
 
 def test_training_failures_name_device_loss_and_parameters():
