@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import shlex
 import shutil
+import stat
 import sys
 import time
 from pathlib import Path
@@ -14,11 +17,17 @@ from invoke import Collection, Exit, task
 sys.path.insert(0, str(Path(__file__).parent / "src"))  # tasks work before dllab is installed
 
 from dllab import containers, locks, variants  # noqa: E402
+from dllab.containers import Owner, quote  # noqa: E402
 from dllab.errors import UserError  # noqa: E402
 
 ROOT = Path(__file__).parent
 PYTHON = sys.executable
 VARIANT_HELP = f"one of {', '.join(variants.VARIANTS)}"
+
+
+def _fail(message: str, code: int = 2) -> Exit:
+    """The one way a task stops on bad input: one `dllab: ...` line and an exit code."""
+    return Exit(f"dllab: {message}", code=code)
 
 
 def _variant(name: str, runtime: str | None = None) -> tuple[variants.Variant, str]:
@@ -27,48 +36,77 @@ def _variant(name: str, runtime: str | None = None) -> tuple[variants.Variant, s
         variant = variants.get(name)
         return variant, variants.check_runtime(variant, runtime)
     except UserError as exc:
-        raise Exit(f"dllab: {exc}", code=2) from None
+        raise _fail(str(exc)) from None
+
+
+def _port(value, what: str = "--port") -> int:
+    """A port the caller may publish on: a number in 1024-65535 (1-65535 for root)."""
+    text = str(value).strip()
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise _fail(f"{what} must be a port number from 1024 to 65535, not {value!r}")
+    port = int(text)
+    if port < 1024 and os.getuid() != 0:
+        raise _fail(f"{what} {port} is a privileged port (below 1024): choose one from 1024 up")
+    return port
 
 
 def _engine(c) -> None:
     if not c.run("docker info --format '{{.ServerVersion}}'", hide=True, warn=True).ok:
-        raise Exit(
-            "dllab: no Docker engine answers: start Docker (Docker Desktop, or `sudo systemctl "
-            "start docker`; CI: .ci/engine), then run this again",
-            code=2,
+        raise _fail(
+            "no Docker engine answers: start Docker (Docker Desktop, or `sudo systemctl "
+            "start docker`; CI: .ci/engine), then run this again"
         )
 
 
 def _image(c, variant: variants.Variant) -> None:
-    if not c.run(f"docker image inspect {variant.image}", hide=True, warn=True).ok:
-        raise Exit(
-            f"dllab: no image {variant.image}: run `invoke build --variant {variant.name}`", code=2
-        )
+    if not c.run(quote(["docker", "image", "inspect", variant.image]), hide=True, warn=True).ok:
+        raise _fail(f"no image {variant.image}: run `invoke build --variant {variant.name}`")
 
 
-def _nvidia_runtime(c) -> bool:
+def _gpus(c, variant: variants.Variant) -> bool:
+    """Whether the engine can hand the variant's accelerator to a container."""
+    if not variant.gpu_runtime:
+        return False
     result = c.run("docker info --format '{{json .Runtimes}}'", hide=True, warn=True)
-    return result.ok and "nvidia" in result.stdout
+    return result.ok and variant.gpu_runtime in result.stdout
 
 
-def _docker_run(c, variant: variants.Variant) -> str:
-    """`docker run --rm` for the variant's image, with the GPUs where the engine can give them."""
+def _ready_image(c, variant: variants.Variant) -> bool:
+    """Check the engine and image; say whether to pass the GPUs."""
     _engine(c)
     _image(c, variant)
-    gpus = " --gpus all" if variant.accelerator == "cuda" and _nvidia_runtime(c) else ""
-    return f"docker run --rm{gpus}"
+    return _gpus(c, variant)
 
 
-def _host_ids() -> tuple[int, int]:
-    """The UID/GID the container's user takes; root on the host gets 1000 (lab never runs as root)."""
-    return (os.getuid(), os.getgid()) if os.getuid() else (1000, 1000)
+def _writable_by(path: Path, owner: Owner) -> bool:
+    """Whether `owner` may create files in the folder `path` (by its mode bits)."""
+    st = path.stat()
+    if st.st_uid == owner.uid:
+        bits = stat.S_IWUSR | stat.S_IXUSR
+    elif st.st_gid == owner.gid:
+        bits = stat.S_IWGRP | stat.S_IXGRP
+    else:
+        bits = stat.S_IWOTH | stat.S_IXOTH
+    return st.st_mode & bits == bits
 
 
-def _writable_dir(c, path) -> None:
-    """Make `path` for a container to write to as the host user (as 1000 when that is root)."""
-    c.run(f"mkdir -p {path}")
-    if os.getuid() == 0:
-        c.run(f"chown {':'.join(map(str, _host_ids()))} {path}")
+def _work_dir(c, work: str, owner: Owner) -> Path:
+    """The work folder, made for `owner` if it is new; an existing one is used as it is, never
+    chowned, and refused if `owner` cannot write it."""
+    path = Path(work).expanduser().absolute()
+    if path.exists():
+        if not path.is_dir():
+            raise _fail(f"--work {str(path)!r} is not a folder")
+        if not _writable_by(path, owner):
+            raise _fail(
+                f"the lab user (UID {owner.uid}) cannot write {str(path)!r}: "
+                "choose another folder with --work, or give that user write access"
+            )
+        return path
+    c.run(quote(["mkdir", "-p", "--", str(path)]))
+    if os.getuid() == 0:  # made by root for someone else: theirs, since dllab created it
+        c.run(quote(["chown", owner.user, "--", str(path)]))
+    return path
 
 
 def _revision(c) -> str:
@@ -76,41 +114,98 @@ def _revision(c) -> str:
     return (result.stdout.strip() if result.ok else "") or "unknown"
 
 
+def _lab_state(name: str) -> Path:
+    return containers.state_dir() / f"{name}.json"
+
+
+def _running(c, name: str) -> bool | None:
+    """True if the container runs, False if it exists stopped, None if there is none."""
+    result = c.run(
+        quote(["docker", "container", "inspect", "--format", "{{.State.Running}}", name]),
+        hide=True,
+        warn=True,
+    )
+    return None if not result.ok else result.stdout.strip() == "true"
+
+
+def _wait_ready(c, name: str, timeout: float = 60) -> None:
+    """Wait until the container's own HEALTHCHECK passes; show its logs if it dies or hangs."""
+    probe = None
+    inspect = c.run(
+        quote(["docker", "inspect", "--format", "{{json .Config.Healthcheck.Test}}", name]),
+        hide=True,
+        warn=True,
+    )
+    if inspect.ok and inspect.stdout.strip().startswith("["):
+        probe = quote(containers.health_probe(name, json.loads(inspect.stdout)))
+    deadline = time.monotonic() + timeout
+    while probe and time.monotonic() < deadline:
+        if c.run(probe, hide=True, warn=True).ok:
+            return
+        if not _running(c, name):
+            break
+        time.sleep(0.25)
+    if probe:
+        c.run(quote(["docker", "logs", "--tail", "20", name]), warn=True)
+        raise _fail(f"JupyterLab did not become ready: see `docker logs {name}`", code=1)
+
+
 @task(
     help={
         "variant": VARIANT_HELP + " (default: all)",
-        "check": "only say whether locks are stale",
+        "check": "only say whether locks are stale or corrupt",
         "find_links": "extra folder of wheels for uv (repeatable)",
     },
     iterable=["find_links"],
 )
 def lock(c, variant=None, check=False, find_links=None):
     """Compile locks/<variant>-<platform>.txt from pyproject.toml's extras (uv, hashed)."""
-    args = f" --variant {_variant(variant)[0].name}" if variant else ""
-    links = "".join(f" --find-links {link}" for link in find_links or [])
-    result = c.run(
-        f"{PYTHON} -m dllab.locks {'check' if check else 'compile'}{args}{links}", warn=True
-    )
+    cmd = [PYTHON, "-m", "dllab.locks", "check" if check else "compile"]
+    if variant:
+        cmd += ["--variant", _variant(variant)[0].name]
+    for link in find_links or []:
+        cmd += ["--find-links", link]
+    result = c.run(quote(cmd), warn=True)
     if result.failed:
         raise Exit(code=result.exited)
+
+
+def _platform(variant: variants.Variant, platform: str | None) -> str:
+    platform = platform or variant.platforms[0]
+    if platform not in variant.platforms:
+        raise _fail(
+            f"{variant.name} has no lock for {platform}: choose one of {', '.join(variant.platforms)}"
+        )
+    return platform
 
 
 @task(help={"variant": VARIANT_HELP, "platform": "lock platform (default: the variant's first)"})
 def wheelhouse(c, variant="cpu", platform=None):
     """Download every wheel of a variant's lock, as a folder and an image, for offline builds."""
     chosen, _ = _variant(variant, "docker")
-    platform = platform or chosen.platforms[0]
-    folder = containers.wheelhouse(chosen, platform)
+    platform = _platform(chosen, platform)
     index = variants.torch_index(chosen)
-    tags = "".join(f" --platform {t}" for t in variants.PLATFORMS[platform].wheel_tags)
+    cmd = [
+        PYTHON, "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes",
+        "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+    ]  # fmt: skip
+    for tag in variants.PLATFORMS[platform].wheel_tags:
+        cmd += ["--platform", tag]
+    if index:
+        cmd += ["--extra-index-url", index]
     c.run(
-        f"{PYTHON} -m pip download --quiet --no-deps --require-hashes --only-binary=:all:"
-        f" --python-version 3.11 --implementation cp --abi cp311{tags}"
-        f"{f' --extra-index-url {index}' if index else ''}"
-        f" -r {chosen.lock(platform)} -d {folder}"
+        quote(
+            [
+                *cmd,
+                "-r",
+                str(chosen.lock(platform)),
+                "-d",
+                str(containers.wheelhouse(chosen, platform)),
+            ]
+        )
     )
     _engine(c)
-    c.run(containers.quote(containers.wheels_image_command(chosen, platform)))
+    c.run(quote(containers.wheels_image_command(chosen, platform)))
 
 
 def _native_env(c, variant: variants.Variant) -> None:
@@ -159,20 +254,25 @@ def build(c, variant="cpu", platform=None, offline=False):
     if runtime == "native":
         _native_env(c, chosen)
         return
-    platform = platform or chosen.platforms[0]
-    if platform not in chosen.platforms:
-        raise Exit(
-            f"dllab: {chosen.name} has no lock for {platform}: choose one of {', '.join(chosen.platforms)}",
-            code=2,
-        )
+    platform = _platform(chosen, platform)
+    try:  # a corrupt or stale lock is refused before anything is built
+        problem = locks.stale(chosen, platform)
+    except UserError as exc:
+        raise _fail(str(exc)) from None
+    if problem:
+        raise _fail(problem)
     _engine(c)
     wheels = containers.wheels_image(chosen, platform)
-    if offline and not c.run(f"docker image inspect {wheels}", hide=True, warn=True).ok:
-        raise Exit(
-            f"dllab: no {wheels} image for an offline build: run `invoke wheelhouse --variant {chosen.name}` first",
-            code=2,
+    if (
+        offline
+        and not c.run(quote(["docker", "image", "inspect", wheels]), hide=True, warn=True).ok
+    ):
+        raise _fail(
+            f"no {wheels} image for an offline build: run `invoke wheelhouse --variant {chosen.name}` first"
         )
-    c.run(containers.quote(containers.build_command(chosen, platform, _revision(c), offline)), pty=False)
+    revision = _revision(c)
+    c.run(quote(["mkdir", "-p", str(containers.image_ids_file(chosen, platform, revision).parent)]))
+    c.run(quote(containers.build_command(chosen, platform, revision, offline)), pty=False)
 
 
 @task(
@@ -180,12 +280,13 @@ def build(c, variant="cpu", platform=None, offline=False):
         "variant": VARIANT_HELP,
         "port": "host port, on 127.0.0.1 (default 8888; the next free one if busy)",
         "work": "your work directory, mounted at /work (default ./work; never deleted)",
-        "stop": "stop the running lab instead",
+        "stop": "stop your running lab instead (gracefully: kernels shut down)",
     }
 )
 def lab(c, variant="cpu", port=8888, work="work", stop=False):
     """Start JupyterLab with the labs, on 127.0.0.1 with a token; print its URL."""
     chosen, runtime = _variant(variant)
+    port = _port(port)
     if runtime == "native":
         c.run(
             _native(
@@ -195,53 +296,55 @@ def lab(c, variant="cpu", port=8888, work="work", stop=False):
         )
         return
     _engine(c)
-    name = containers.container_name(chosen)
+    owner = Owner.current()
+    name = containers.container_name(chosen, owner)
+    state = _lab_state(name)
+    running = _running(c, name)
     if stop:
-        c.run(f"docker rm --force {name}")
+        if running is None:
+            print(f"no {chosen.name} lab of yours is running ({name})")
+            return
+        c.run(quote(["docker", "stop", "--time", "20", name]))
+        c.run(quote(["docker", "rm", name]), hide=True)
+        c.run(quote(["rm", "-f", str(state)]))
         return
-    _image(c, chosen)
-    gpus = chosen.accelerator == "cuda"
-    if gpus and not _nvidia_runtime(c):
-        raise Exit(
-            "dllab: the cuda lab needs the NVIDIA Container Toolkit (no nvidia runtime in `docker info`): "
-            "install it and restart Docker, or use --variant cpu",
-            code=2,
+    if running and state.exists():
+        lab_info = json.loads(state.read_text())
+        print(f"your {chosen.name} lab is already running: {lab_info['url']}")
+        print(f"your work: {lab_info['work']}  (stop: invoke lab --stop --variant {chosen.name})")
+        return
+    gpus = _ready_image(c, chosen)
+    if chosen.gpu_runtime and not gpus:
+        raise _fail(
+            f"the {chosen.name} lab needs the engine's {chosen.gpu_runtime} runtime (NVIDIA Container "
+            f"Toolkit; none in `docker info`): install it and restart Docker, or use --variant cpu"
         )
-    if c.run(f"docker container inspect {name}", hide=True, warn=True).ok:
-        raise Exit(
-            f"dllab: a {chosen.name} lab is already running ({name}): `invoke lab --stop` first",
-            code=2,
-        )
-    free = containers.free_port(int(port))
+    if running is not None:  # a stopped lab of ours: its container goes, the work stays
+        c.run(quote(["docker", "rm", "--force", name]), hide=True)
+    free = containers.free_port(port)
     if free is None:
-        raise Exit(
-            f"dllab: ports {port}-{int(port) + 19} are all busy: choose another with --port", code=2
-        )
-    if free != int(port):
+        raise _fail(f"ports {port}-{port + 19} are all busy: choose another with --port")
+    if free != port:
         print(f"port {port} is busy: using {free}", file=sys.stderr)
-    uid, gid = _host_ids()
-    token = secrets.token_hex(24)
-    _writable_dir(c, work)
+    path = _work_dir(c, work, owner)
+    token = secrets.token_urlsafe(24)
+    # The token travels in docker's environment, never its argv (see containers.lab_command).
     c.run(
-        containers.quote(containers.lab_command(chosen, free, Path(work), token, uid, gid, gpus)),
+        quote(containers.lab_command(chosen, free, path, owner, name, gpus)),
         hide="stdout",
+        env={"JUPYTER_TOKEN": token},
     )
-    url = f"http://127.0.0.1:{free}/lab?token={token}"
-    for _ in range(120):
-        if c.run(
-            f"{PYTHON} -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:{free}/api', timeout=1)\"",
-            hide=True,
-            warn=True,
-        ).ok:
-            break
-        time.sleep(0.5)
-    else:
-        c.run(f"docker logs --tail 20 {name}", warn=True)
-        raise Exit(
-            f"dllab: JupyterLab did not answer within 60 s: see `docker logs {name}`", code=1
-        )
+    _wait_ready(c, name)
+    url = f"http://127.0.0.1:{free}/?token={token}"
+    if c.config.run.dry:
+        return
+    # Remembered for `invoke tensorboard` and a second `invoke lab`; readable by you alone.
+    state.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"url": url, "port": free, "token": token, "work": str(path)}, out)
     print(
-        f"JupyterLab ({chosen.name}): {url}\nyour work: {Path(work).resolve()}  (stop: invoke lab --stop --variant {chosen.name})"
+        f"JupyterLab ({chosen.name}): {url}\nyour work: {path}  (stop: invoke lab --stop --variant {chosen.name})"
     )
 
 
@@ -254,17 +357,21 @@ def lab(c, variant="cpu", port=8888, work="work", stop=False):
 )
 def test(c, variant=None, pytest_args=""):
     """Run the tests: on this machine, or inside the <variant> environment expecting its accelerator."""
+    extra = shlex.split(pytest_args)
     if variant is None:
-        c.run(f"{PYTHON} -m pytest {pytest_args}".strip(), pty=False)
+        c.run(quote([PYTHON, "-m", "pytest", *extra]), pty=False)
         return
     chosen, runtime = _variant(variant)
-    suites = "tests/env tests/labs"
+    suites = ["tests/env", "tests/labs"]
     if runtime == "native":
-        c.run(_native(chosen, f"python -m pytest {suites} {pytest_args}"))
+        c.run(_native(chosen, quote(["python", "-m", "pytest", *suites, *extra])))
         return
+    gpus = _ready_image(c, chosen)
+    command = ["python", "-m", "pytest", "-p", "no:cacheprovider", *suites, *extra]
     c.run(
-        f"{_docker_run(c, chosen)} --shm-size 2g --workdir /opt/dllab {chosen.image} "
-        f"python -m pytest -p no:cacheprovider {suites} {pytest_args}".strip(),
+        quote(
+            containers.run_command(chosen, command, gpus=gpus, options=["--workdir", "/opt/dllab"])
+        ),
         pty=False,
     )
 
@@ -279,18 +386,33 @@ def test(c, variant=None, pytest_args=""):
 )
 def doctor(c, variant=None, expect=None, train=False, json=False):
     """Show what each framework sees, and how to fix what is not the promise."""
-    flags = f"{' --expect ' + expect if expect else ''}{' --train' if train else ''}{' --json' if json else ''}"
+    flags = [*(["--expect", expect] if expect else []), *(["--train"] if train else []),
+             *(["--json"] if json else [])]  # fmt: skip
+    command = ["python", "-m", "dllab", "doctor", *flags]
     if variant is None:
-        result = c.run(f"{PYTHON} -m dllab doctor{flags}", warn=True, pty=False)
+        if not any(map(_importable, ("tensorflow", "torch", "jax"))):
+            raise _fail(
+                "no framework is installed here: they live in the image; ask it with "
+                "`invoke doctor --variant cpu` (or install them here: pip install -e '.[cpu]')"
+            )
+        result = c.run(quote([PYTHON, *command[1:]]), warn=True, pty=False)
     else:
         chosen, runtime = _variant(variant)
         if runtime == "native":
-            command = _native(chosen, f"python -m dllab doctor{flags}")
+            result = c.run(_native(chosen, quote(command)), warn=True, pty=False)
         else:
-            command = f"{_docker_run(c, chosen)} {chosen.image} python -m dllab doctor{flags}"
-        result = c.run(command, warn=True, pty=False)
+            gpus = _ready_image(c, chosen)
+            result = c.run(
+                quote(containers.run_command(chosen, command, gpus=gpus)), warn=True, pty=False
+            )
     if result.failed:
         raise Exit(code=result.exited)
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 @task(
@@ -303,67 +425,170 @@ def doctor(c, variant=None, expect=None, train=False, json=False):
 )
 def bench(c, variant=None, runtime=None, quick=False, environment=False):
     """Measure each framework on this device (JSON + PNG under .bench/) and print a table."""
-    flags = " --quick" if quick else ""
+    flags = ["--quick"] if quick else []
     if variant is None:
-        c.run(f"{PYTHON} -m dllab bench{flags}", pty=False)
+        c.run(quote([PYTHON, "-m", "dllab", "bench", *flags]), pty=False)
         return
     chosen, runtime = _variant(variant, runtime)
     if runtime == "native":
-        c.run(_native(chosen, f"python -m dllab bench{flags}"), pty=False)
+        c.run(_native(chosen, quote(["python", "-m", "dllab", "bench", *flags])), pty=False)
         return
-    uid, gid = _host_ids()
-    run = _docker_run(c, chosen)
-    _writable_dir(c, ".bench")
-    c.run(
-        f"{run} --user root --env DLLAB_UID={uid} --env DLLAB_GID={gid} "
-        f"--env DLLAB_LOCK_DIGEST={locks.digest(chosen, chosen.platforms[0])} "
-        f"--volume {ROOT.resolve()}/.bench:/work/.bench {chosen.image} "
-        f"python -m dllab bench{flags} --out /work/.bench",
-        pty=False,
-    )
+    gpus = _ready_image(c, chosen)
+    owner = Owner.current()
+    out = _work_dir(c, str(ROOT / ".bench"), owner)
+    platform = chosen.platforms[0]
+    options = [*containers.bind(out, "/work/.bench"), "--env",
+               f"DLLAB_LOCK_DIGEST={locks.digest(chosen, platform)}"]  # fmt: skip
+    command = ["python", "-m", "dllab", "bench", *flags, "--out", "/work/.bench"]
+    c.run(quote(containers.run_command(chosen, command, owner, gpus, options)), pty=False)
     if environment:
         c.run(
-            f"{PYTHON} -m dllab.envbench --variant {chosen.name} --revision {_revision(c)}",
+            quote(
+                [
+                    PYTHON,
+                    "-m",
+                    "dllab.envbench",
+                    "--variant",
+                    chosen.name,
+                    "--revision",
+                    _revision(c),
+                ]
+            ),
             pty=False,
         )
 
 
-@task(
-    help={
-        "variant": VARIANT_HELP,
-        "work": "your work directory; the labs log to its runs/ folder (default ./work)",
-        "port": "host port, on 127.0.0.1 (default 6006)",
-    }
-)
-def tensorboard(c, variant="cpu", work="work", port=6006):
-    """Serve TensorBoard for the labs' logs (WORK/runs) on 127.0.0.1."""
+@task(help={"variant": VARIANT_HELP})
+def tensorboard(c, variant="cpu"):
+    """Print the URL of TensorBoard for the labs' logs (WORK/runs), behind your lab's login."""
     chosen, runtime = _variant(variant)
     if runtime == "native":
-        c.run(_native(chosen, f"tensorboard --logdir {work}/runs --host 127.0.0.1 --port {port}"))
+        c.run(_native(chosen, "tensorboard --logdir work/runs --host 127.0.0.1"))
         return
-    uid, gid = _host_ids()
-    c.run(
-        f"{_docker_run(c, chosen)} --user root --env DLLAB_UID={uid} --env DLLAB_GID={gid} "
-        f"--publish 127.0.0.1:{port}:6006 --volume {Path(work).resolve()}:/work {chosen.image} "
-        "tensorboard --logdir /work/runs --host 0.0.0.0 --port 6006"
+    _engine(c)
+    name = containers.container_name(chosen, Owner.current())
+    state = _lab_state(name)
+    if not _running(c, name) or not state.exists():
+        raise _fail(
+            f"TensorBoard runs inside your lab, and no {chosen.name} lab of yours is running: "
+            f"`invoke lab --variant {chosen.name}` first"
+        )
+    info = json.loads(state.read_text())
+    print(
+        f"TensorBoard ({chosen.name}): http://127.0.0.1:{info['port']}/tensorboard/?token={info['token']}"
     )
 
 
 @task(help={"variant": VARIANT_HELP + " (default: all)"})
 def clean(c, variant=None):
-    """Remove dllab's containers and images; your work directory and wheelhouse stay."""
+    """Remove your dllab containers and the images this checkout built; your work stays."""
     chosen = (
         [_variant(variant)[0]]
         if variant
         else [v for v in variants.VARIANTS.values() if v.dockerized]
     )
     _engine(c)
+    owner = Owner.current()
     for v in chosen:
-        c.run(f"docker rm --force {containers.container_name(v)}", warn=True, hide=True)
-        c.run(
-            f"docker image ls --quiet --filter label=dllab.variant={v.name} | xargs --no-run-if-empty docker rmi --force"
+        listed = c.run(
+            quote(
+                [
+                    "docker",
+                    "ps",
+                    "--all",
+                    "--quiet",
+                    *owner.filters(),
+                    "--filter",
+                    f"label=dllab.variant={v.name}",
+                ]
+            ),  # fmt: skip
+            hide=True,
+            warn=True,
         )
+        for container in listed.stdout.split():
+            c.run(quote(["docker", "stop", container]), hide=True, warn=True)
+            c.run(quote(["docker", "rm", container]), hide=True, warn=True)
+        # Only tags that point at an image this checkout's `invoke build` recorded: never an
+        # image built FROM it, a `docker commit`, or another checkout's build.
+        built = {
+            path.read_text().strip()
+            for path in (containers.state_dir() / "images").glob(f"{v.name}-*.id")
+        }
+        tags = c.run(
+            quote(
+                [
+                    "docker",
+                    "image",
+                    "ls",
+                    "--no-trunc",
+                    "--format",
+                    "{{.Repository}}:{{.Tag}} {{.ID}}",
+                    v.image.split(":")[0],
+                ]
+            ),  # fmt: skip
+            hide=True,
+            warn=True,
+        )
+        for line in tags.stdout.splitlines():
+            tag, _, image_id = line.partition(" ")
+            own_tag = tag == v.image or tag.startswith(f"{v.image}-")
+            if own_tag and image_id in built:
+                c.run(quote(["docker", "rmi", tag]))
 
 
-ns = Collection(lock, wheelhouse, build, lab, tensorboard, test, doctor, bench, clean)
+@task(
+    help={
+        "variant": VARIANT_HELP,
+        "workers": "number of workers, one container each (1 = a single process)",
+        "framework": "torch, tensorflow or keras-jax",
+        "epochs": "passes over the data",
+    }
+)
+def train(c, variant="cpu", workers=2, framework="torch", epochs=3):
+    """Train one model data-parallel on N workers with the framework's own engine; compare them."""
+    chosen, _ = _variant(variant, "docker")
+    cmd = [PYTHON, "-m", "dllab.workers", "--variant", chosen.name, "--workers", str(workers),
+           "--framework", framework, "--epochs", str(epochs)]  # fmt: skip
+    result = c.run(quote(cmd), warn=True, pty=False)
+    if result.failed:
+        raise Exit(code=result.exited)
+
+
+@task(
+    help={
+        "variant": VARIANT_HELP,
+        "port": "hub port on 127.0.0.1 (default 8000)",
+        "admin": "the admin's user name (approves sign-ups)",
+        "stop": "stop the hub and its users' servers; their volumes stay",
+    }
+)
+def hub(c, variant="cpu", port=8000, admin="teacher", stop=False):
+    """Serve dllab:<variant> to a class with JupyterHub + DockerSpawner on 127.0.0.1."""
+    if stop:
+        cmd = [PYTHON, "-m", "dllab.hub", "stop"]
+    else:
+        chosen, _ = _variant(variant, "docker")
+        cmd = [PYTHON, "-m", "dllab.hub", "start", "--variant", chosen.name,
+               "--port", str(_port(port)), "--admin", admin]  # fmt: skip
+    result = c.run(quote(cmd), warn=True, pty=False)
+    if result.failed:
+        raise Exit(code=result.exited)
+
+
+@task(name="hub-remove-volumes", help={"yes": "really delete every hub user's /work volume"})
+def hub_remove_volumes(c, yes=False):
+    """Delete the hub users' work volumes (lists them; needs --yes)."""
+    result = c.run(
+        quote([PYTHON, "-m", "dllab.hub", "remove-volumes", *(["--yes"] if yes else [])]),
+        warn=True,
+        pty=False,
+    )
+    if result.failed:
+        raise Exit(code=result.exited)
+
+
+ns = Collection(
+    lock, wheelhouse, build, lab, tensorboard, test, doctor, bench, clean, train, hub,
+    hub_remove_volumes,
+)  # fmt: skip
 ns.configure({"run": {"echo": True}})

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import os
 import shlex
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 from dllab import locks, variants
@@ -12,10 +17,71 @@ from dllab.variants import ROOT, Variant
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 WHEELHOUSE = ROOT / "wheelhouse"
 CONTAINER_PORT = 8888
+USERS_GID = 100  # group "users" in the image: it may write the venv (`pip install`)
+# Whatever a container runs as, it gets no capabilities and cannot gain privileges.
+HARDENING = ("--cap-drop", "ALL", "--security-opt", "no-new-privileges")
 
 
 def quote(cmd: list[str]) -> str:
     return shlex.join(cmd)
+
+
+def state_dir() -> Path:
+    """Where tasks keep what they must remember (built image IDs, running labs): DLLAB_STATE."""
+    return Path(os.environ.get("DLLAB_STATE") or ROOT / ".dllab")
+
+
+def checkout_id() -> str:
+    """A short, stable name for this checkout, so two clones never act on each other's things."""
+    return hashlib.sha256(str(ROOT.resolve()).encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who a container belongs to: the user it runs as, and this checkout."""
+
+    uid: int
+    gid: int
+
+    @classmethod
+    def current(cls) -> Owner:
+        """You; under sudo, the user who ran sudo; plain root gets 1000:1000 (never root)."""
+        if os.getuid():
+            return cls(os.getuid(), os.getgid())
+        sudo = os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", "")
+        if all(v.isdigit() for v in sudo) and int(sudo[0]):
+            return cls(int(sudo[0]), int(sudo[1]))
+        return cls(1000, 1000)
+
+    @property
+    def user(self) -> str:
+        return f"{self.uid}:{self.gid}"
+
+    def labels(self) -> list[str]:
+        return ["--label", f"dllab.owner={self.uid}", "--label", f"dllab.checkout={checkout_id()}"]
+
+    def filters(self) -> list[str]:
+        return ["--filter", f"label=dllab.owner={self.uid}",
+                "--filter", f"label=dllab.checkout={checkout_id()}"]  # fmt: skip
+
+
+def container_name(variant: Variant, owner: Owner, role: str = "lab") -> str:
+    """dllab-lab-cpu-1000-1a2b3c4d: per variant, user and checkout; DLLAB_INSTANCE adds a suffix
+    (tests use it, so they never collide with the lab you are running)."""
+    instance = os.environ.get("DLLAB_INSTANCE", "")
+    return "-".join(
+        filter(None, ("dllab", role, variant.name, str(owner.uid), checkout_id(), instance))
+    )
+
+
+def bind(source: Path, target: str, readonly: bool = False) -> list[str]:
+    """`--mount` for a host folder, CSV-quoted: any path (spaces, quotes, commas, colons) is literal."""
+    fields = ["type=bind", f"source={source.resolve()}", f"target={target}"]
+    if readonly:
+        fields.append("readonly")
+    line = io.StringIO()
+    csv.writer(line, quoting=csv.QUOTE_MINIMAL, lineterminator="").writerow(fields)
+    return ["--mount", line.getvalue()]
 
 
 def wheelhouse(variant: Variant, platform: str) -> Path:
@@ -35,11 +101,22 @@ def wheels_image_command(variant: Variant, platform: str) -> list[str]:
     ]  # fmt: skip
 
 
+def image_ids_file(variant: Variant, platform: str, revision: str) -> Path:
+    """Where a build records the ID of the image it made: `invoke clean` removes only those."""
+    return state_dir() / "images" / f"{variant.name}-{platform}-{revision}.id"
+
+
 def build_command(
-    variant: Variant, platform: str, revision: str, offline: bool = False
+    variant: Variant,
+    platform: str,
+    revision: str,
+    offline: bool = False,
+    dockerfile: Path = DOCKERFILE,
+    context: Path = ROOT,
+    tags: tuple[str, ...] | None = None,
 ) -> list[str]:
-    """`docker build` for one variant: its target stage, lock, torch index and labels."""
-    cmd = ["docker", "build", "--file", str(DOCKERFILE), "--target", variant.name]
+    """`docker build` for one variant: its target stage, lock, torch index, labels and tags."""
+    cmd = ["docker", "build", "--file", str(dockerfile), "--target", variant.name]
     for arg, value in (
         ("VARIANT", variant.name),
         ("PLATFORM", platform),
@@ -54,37 +131,57 @@ def build_command(
         cmd += ["--platform", docker_platform]
     if offline:
         cmd += ["--network", "none"]
-    cmd += ["--tag", variant.image, "--tag", f"{variant.image}-{revision}", str(ROOT)]
-    return cmd
+    if tags is None:
+        tags = (variant.image, f"{variant.image}-{revision}")
+        cmd += ["--iidfile", str(image_ids_file(variant, platform, revision))]
+    for tag in tags:
+        cmd += ["--tag", tag]
+    return [*cmd, str(context)]
 
 
-def container_name(variant: Variant) -> str:
-    return f"dllab-lab-{variant.name}"
+def run_command(
+    variant: Variant,
+    command: list[str],
+    owner: Owner | None = None,
+    gpus: bool = False,
+    options: list[str] | None = None,
+    image: str | None = None,
+) -> list[str]:
+    """`docker run --rm` of `command` in the variant's image, hardened, as `owner` if given."""
+    cmd = ["docker", "run", "--rm", *HARDENING, "--shm-size", "2g"]
+    if owner:
+        cmd += ["--user", owner.user, "--group-add", str(USERS_GID), *owner.labels()]
+    if gpus:
+        cmd += list(variant.gpu_args)
+    return [*cmd, *(options or []), image or variant.image, *command]
 
 
 def lab_command(
-    variant: Variant,
-    port: int,
-    work: Path,
-    token: str,
-    uid: int,
-    gid: int,
-    gpus: bool,
+    variant: Variant, port: int, work: Path, owner: Owner, name: str, gpus: bool
 ) -> list[str]:
-    """`docker run` for JupyterLab: published on 127.0.0.1 only, token on, work mounted, host UID."""
+    """`docker run` for JupyterLab: 127.0.0.1 only, as `owner`, token taken from the environment."""
     cmd = [
-        "docker", "run", "--detach", "--name", container_name(variant),
+        "docker", "run", "--detach", "--name", name, *owner.labels(),
+        "--user", owner.user, "--group-add", str(USERS_GID), *HARDENING,
         "--publish", f"127.0.0.1:{port}:{CONTAINER_PORT}",
-        # Start as root only to remap the lab user to the host user; dllab-start drops root.
-        "--user", "root", "--env", f"DLLAB_UID={uid}", "--env", f"DLLAB_GID={gid}",
-        "--env", f"JUPYTER_TOKEN={token}",
-        "--volume", f"{work.resolve()}:/work",
+        # Only the variable's name: docker reads its value from its own environment, so the
+        # token never appears in any process's argv.
+        "--env", "JUPYTER_TOKEN",
+        *bind(work, "/work"),
         # PyTorch DataLoader workers share tensors through /dev/shm; Docker's default is 64 MB.
         "--shm-size", "2g",
     ]  # fmt: skip
     if gpus:
-        cmd += ["--gpus", "all"]
+        cmd += list(variant.gpu_args)
     return [*cmd, variant.image]
+
+
+def health_probe(name: str, healthcheck: list[str]) -> list[str]:
+    """`docker exec` of a container's HEALTHCHECK test (["CMD", ...] or ["CMD-SHELL", "..."])."""
+    kind, *args = healthcheck
+    if kind == "CMD-SHELL":
+        args = ["/bin/sh", "-c", *args]
+    return ["docker", "exec", name, *args]
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -98,4 +195,4 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 def free_port(start: int, tries: int = 20) -> int | None:
     """The first free port from `start` on, or None."""
-    return next((p for p in range(start, start + tries) if port_free(p)), None)
+    return next((p for p in range(start, min(start + tries, 65536)) if port_free(p)), None)

@@ -43,14 +43,10 @@ def warm_rebuild(variant: variants.Variant, revision: str) -> float:
         copy = Path(tmp) / "tree"
         shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(
             ".git", ".venv*", "wheelhouse", "work", "runs", ".bench", "__pycache__"))  # fmt: skip
-        cmd = containers.build_command(variant, platform, revision, offline)
-        cmd[cmd.index(str(containers.DOCKERFILE))] = str(copy / "docker" / "Dockerfile")
-        cmd[-1] = str(copy)
-        cmd[cmd.index(variant.image)] = tag
-        del cmd[
-            cmd.index(f"{variant.image}-{revision}") - 1 : cmd.index(f"{variant.image}-{revision}")
-            + 1
-        ]
+        cmd = containers.build_command(
+            variant, platform, revision, offline,
+            dockerfile=copy / "docker" / "Dockerfile", context=copy, tags=(tag,),
+        )  # fmt: skip
         sh(*cmd)
         with (copy / "labs" / "README.md").open("a") as lab:
             lab.write("\n<!-- edited to time a warm rebuild -->\n")

@@ -67,6 +67,10 @@ class Variant:
     # Where its torch build comes from, besides PyPI (DLLAB_TORCH_INDEX overrides).
     torch_index: str = ""
     lock_excludes: tuple[str, ...] = ()  # packages left out of the lock (see the row)
+    # The Docker engine runtime its accelerator needs, and the `docker run` arguments that hand
+    # the accelerator to a container.
+    gpu_runtime: str = ""
+    gpu_args: tuple[str, ...] = ()
 
     @property
     def image(self) -> str:
@@ -108,6 +112,8 @@ VARIANTS = {
             # installs last would win. We keep torch's exact pins (cuDNN 9.24, NCCL 2.30.7); TF
             # accepts any cuDNN 9.x >= 9.3 and NCCL >= 2.27.7. See locks/README.md.
             lock_excludes=("nvidia-cudnn-cu12", "nvidia-nccl-cu12"),
+            gpu_runtime="nvidia",  # the NVIDIA Container Toolkit
+            gpu_args=("--gpus", "all"),
             env=(
                 # Both frameworks share one GPU: neither grabs all its memory up front.
                 ("TF_FORCE_GPU_ALLOW_GROWTH", "true"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dllab import locks, variants
+from dllab.errors import UserError
 
 
 @pytest.mark.parametrize("variant", variants.VARIANTS.values(), ids=lambda v: v.name)
@@ -93,3 +94,29 @@ def test_environment_yml_is_the_metal_lock_as_conda_sees_it():
     text = locks.ENVIRONMENT_YML.read_text()
     assert "tensorflow-metal==1.2.0" in text and "PYTORCH_ENABLE_MPS_FALLBACK" in text
     assert "- nodefaults" in text
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text.replace("    --hash=sha256:", "    --hash=sha256:0", 1),  # a hash edited
+        lambda text: text.replace("torch==2.13.0+cpu", "torch==2.13", 1),  # a pin cut short
+        lambda text: text[: len(text) // 3],  # the file cut off mid-way
+    ],
+    ids=["hash", "pin", "truncated"],
+)
+def test_a_lock_cut_short_or_edited_by_hand_is_refused(tmp_path, monkeypatch, damage):
+    """`invoke lock --check` (and so `invoke build`) fails on a damaged lock, naming the fix."""
+    cpu = variants.get("cpu")
+    (tmp_path / "cpu-linux-x86_64.txt").write_text(damage(cpu.lock("linux-x86_64").read_text()))
+    monkeypatch.setattr(variants, "LOCKS", tmp_path)
+    assert "cut short or edited by hand" in locks.stale(cpu, "linux-x86_64")
+    assert locks.main(["check", "--variant", "cpu"]) == 1
+
+
+def test_broken_toml_is_one_line(tmp_path, monkeypatch):
+    """A pyproject.toml that is not TOML: a UserError naming the file, no traceback."""
+    broken = tmp_path / "pyproject.toml"
+    broken.write_text("[project\nname = ")
+    with pytest.raises(UserError, match="pyproject.toml is not valid TOML"):
+        locks.source(variants.get("cpu"), broken)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import re
+import shlex
 import subprocess
 import sys
 
@@ -11,6 +13,13 @@ from invoke import Exit, MockContext, Result
 
 import tasks
 from dllab import variants
+
+
+@pytest.fixture(autouse=True)
+def private_state(monkeypatch, tmp_path):
+    """Tasks remember labs and built images in DLLAB_STATE: a temporary one per test."""
+    monkeypatch.setenv("DLLAB_STATE", str(tmp_path / "state"))
+    monkeypatch.setattr(tasks.time, "sleep", lambda s: None)
 
 
 def ctx(**results):
@@ -98,21 +107,141 @@ def test_cuda_lab_without_nvidia_runtime_says_install_the_toolkit():
         tasks.lab(c, variant="cuda")
 
 
-def test_lab_publishes_on_loopback_with_a_token_and_the_work_dir(monkeypatch, tmp_path):
-    """The lab container is published on 127.0.0.1 only, with a token and /work mounted."""
-    monkeypatch.setattr(tasks.time, "sleep", lambda s: None)
-    c = MockContext(
+def lab_ctx(**more):
+    """A MockContext where no lab of ours exists yet and every other command succeeds."""
+    return MockContext(
         run={
             re.compile("docker container inspect.*"): Result(exited=1),
+            re.compile(
+                r"docker inspect --format '\{\{json .Config.Healthcheck.Test\}\}'.*"
+            ): Result(stdout='["CMD", "/usr/local/bin/dllab-health"]'),
+            **more,
             re.compile(".*"): Result(stdout="ok"),
         },
         repeat=True,
     )
+
+
+def test_lab_runs_as_you_hardened_on_loopback_with_the_token_out_of_argv(tmp_path):
+    """The lab container: 127.0.0.1 only, your UID:GID, no capabilities, token by name only."""
+    c = lab_ctx()
     tasks.lab(c, variant="cpu", port=18888, work=str(tmp_path / "work"))
+    [run] = [call for call in c.run.call_args_list if call.args[0].startswith("docker run")]
+    cmd = run.args[0]
+    assert "--publish 127.0.0.1:18888:8888" in cmd
+    owner = tasks.Owner.current()
+    assert f"--user {owner.uid}:{owner.gid}" in cmd and "--group-add 100" in cmd
+    assert "--cap-drop ALL --security-opt no-new-privileges" in cmd
+    token = run.kwargs["env"]["JUPYTER_TOKEN"]
+    assert len(token) >= 32 and token not in cmd and "--env JUPYTER_TOKEN " in cmd
+    assert f"source={tmp_path / 'work'},target=/work" in cmd and "--gpus" not in cmd
+    assert "--user root" not in cmd and "DLLAB_UID" not in cmd
+
+
+def test_lab_waits_on_the_images_own_healthcheck(tmp_path):
+    """Readiness is the HEALTHCHECK's test run with docker exec, not a loop of its own."""
+    c = lab_ctx()
+    tasks.lab(c, variant="cpu", port=18888, work=str(tmp_path / "work"))
+    name = tasks.containers.container_name(variants.get("cpu"), tasks.Owner.current())
+    assert f"docker exec {name} /usr/local/bin/dllab-health" in commands(c)
+
+
+@pytest.mark.parametrize(
+    "work",
+    ["my work", 'it\'s "quoted"', "w;touch INJECTED", "$(touch INJECTED)", "-leading", "a,b:c"],
+)
+def test_work_dirs_with_shell_characters_are_used_literally(tmp_path, work, monkeypatch):
+    """--work with spaces, quotes, ;, $( ), a leading - or , : is one literal path, no shell."""
+    monkeypatch.chdir(tmp_path)
+    c = lab_ctx()
+    tasks.lab(c, variant="cpu", port=18888, work=work)
+    path = tmp_path / work
+    [mkdir] = [cmd for cmd in commands(c) if cmd.startswith("mkdir")]
+    assert shlex.split(mkdir) == ["mkdir", "-p", "--", str(path)]
     [run] = [cmd for cmd in commands(c) if cmd.startswith("docker run")]
-    assert "--publish 127.0.0.1:18888:8888" in run
-    assert re.search(r"--env JUPYTER_TOKEN=[0-9a-f]{48}", run)
-    assert f"--volume {tmp_path / 'work'}:/work" in run and "--gpus" not in run
+    mount = shlex.split(run)[shlex.split(run).index("--mount") + 1]
+    [fields] = csv.reader([mount])
+    assert fields == ["type=bind", f"source={path}", "target=/work"]
+
+
+def test_an_existing_work_dir_the_lab_user_cannot_write_is_refused(tmp_path, monkeypatch):
+    """A work folder owned by someone else: one line, exit 2, and no chown of it."""
+    work = tmp_path / "theirs"
+    work.mkdir(mode=0o755)
+    monkeypatch.setattr(tasks.Owner, "current", classmethod(lambda cls: cls(4242, 4242)))
+    c = lab_ctx()
+    with pytest.raises(Exit, match="cannot write") as info:
+        tasks.lab(c, variant="cpu", work=str(work))
+    assert info.value.code == 2 and not any("chown" in cmd for cmd in commands(c))
+
+
+def test_under_sudo_the_lab_runs_as_the_user_who_ran_sudo(monkeypatch):
+    """Root with SUDO_UID/SUDO_GID: the lab user is that user, not 1000 and never root."""
+    monkeypatch.setattr(tasks.os, "getuid", lambda: 0)
+    monkeypatch.setenv("SUDO_UID", "1234")
+    monkeypatch.setenv("SUDO_GID", "2345")
+    assert tasks.Owner.current() == tasks.Owner(1234, 2345)
+    monkeypatch.setenv("SUDO_UID", "0")
+    assert tasks.Owner.current() == tasks.Owner(1000, 1000)
+
+
+@pytest.mark.parametrize("port", ["abc", "-1", "70000", "0", "80", "1.5"])
+def test_bad_ports_are_one_line_and_exit_2(port, monkeypatch):
+    """--port abc|-1|70000|0 is not a port; 80 is privileged for a non-root user."""
+    monkeypatch.setattr(tasks.os, "getuid", lambda: 1000)
+    c = lab_ctx()
+    with pytest.raises(
+        Exit, match="privileged" if port == "80" else "must be a port number"
+    ) as info:
+        tasks.lab(c, variant="cpu", port=port)
+    assert info.value.code == 2 and commands(c) == []
+
+
+def test_a_second_lab_of_yours_reprints_its_url_and_stop_is_graceful(tmp_path):
+    """A running lab is shown again, not started twice; --stop is docker stop, not rm --force."""
+    c = lab_ctx()
+    tasks.lab(c, variant="cpu", port=18888, work=str(tmp_path / "work"))
+    running = MockContext(
+        run={re.compile("docker container inspect.*"): Result(stdout="true"),
+             re.compile(".*"): Result(stdout="ok")},
+        repeat=True,
+    )  # fmt: skip
+    tasks.lab(running, variant="cpu")
+    assert not any(cmd.startswith("docker run") for cmd in commands(running))
+    tasks.lab(running, variant="cpu", stop=True)
+    assert any(cmd.startswith("docker stop --time") for cmd in commands(running))
+    assert not any("rm --force" in cmd for cmd in commands(running))
+
+
+def test_container_names_are_per_user_checkout_and_instance(monkeypatch):
+    """Two users, or a test beside your lab (DLLAB_INSTANCE), never share a container name."""
+    cpu = variants.get("cpu")
+    mine = tasks.containers.container_name(cpu, tasks.Owner(1000, 1000))
+    theirs = tasks.containers.container_name(cpu, tasks.Owner(1001, 1001))
+    monkeypatch.setenv("DLLAB_INSTANCE", "test123")
+    test = tasks.containers.container_name(cpu, tasks.Owner(1000, 1000))
+    assert len({mine, theirs, test}) == 3 and tasks.containers.checkout_id() in mine
+
+
+def test_clean_removes_only_tags_of_images_this_checkout_built(tmp_path):
+    """An image built FROM dllab:cpu, a commit, or another checkout's build is never removed."""
+    state = tmp_path / "state" / "images"
+    state.mkdir(parents=True)
+    (state / "cpu-linux-x86_64-abc1234.id").write_text("sha256:ours\n")
+    listing = (
+        "dllab:cpu sha256:ours\ndllab:cpu-abc1234 sha256:ours\ndllab:cpu-mine sha256:derived\n"
+    )
+    c = MockContext(
+        run={re.compile("docker image ls.*"): Result(stdout=listing),
+             re.compile(".*"): Result(stdout="")},
+        repeat=True,
+    )  # fmt: skip
+    tasks.clean(c, variant="cpu")
+    removed = [cmd for cmd in commands(c) if cmd.startswith("docker rmi")]
+    assert removed == ["docker rmi dllab:cpu", "docker rmi dllab:cpu-abc1234"]
+    assert not any("--force" in cmd for cmd in commands(c))
+    [listed] = [cmd for cmd in commands(c) if cmd.startswith("docker ps")]
+    assert "label=dllab.owner=" in listed and "label=dllab.checkout=" in listed
 
 
 def test_clean_never_touches_the_work_directory():
@@ -122,6 +251,27 @@ def test_clean_never_touches_the_work_directory():
     assert commands(c) and not any(
         re.search(r"\brm -r|\brm -f|\brmdir", cmd) for cmd in commands(c)
     )
+
+
+def test_build_refuses_a_corrupt_lock_before_building(monkeypatch, tmp_path):
+    """A lock cut short mid-hash: build names it and runs no command."""
+    lock = tmp_path / "cpu-linux-x86_64.txt"
+    text = variants.get("cpu").lock("linux-x86_64").read_text()
+    lock.write_text(text[: len(text) // 2])
+    monkeypatch.setattr(variants, "LOCKS", tmp_path)
+    c = ctx()
+    with pytest.raises(Exit, match="cut short or edited by hand") as info:
+        tasks.build(c, variant="cpu")
+    assert info.value.code == 2 and commands(c) == []
+
+
+def test_doctor_without_frameworks_here_points_at_the_image(monkeypatch):
+    """`invoke doctor` where no framework is installed: one line saying to ask the image."""
+    monkeypatch.setattr(tasks, "_importable", lambda module: False)
+    c = ctx()
+    with pytest.raises(Exit, match="they live in the image.*invoke doctor --variant cpu"):
+        tasks.doctor(c)
+    assert commands(c) == []
 
 
 def test_dry_run_of_build_cuda_shows_the_exact_command(tmp_path):
