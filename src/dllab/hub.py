@@ -1,0 +1,447 @@
+"""`python -m dllab.hub start|stop|remove-volumes`: JupyterHub + DockerSpawner for a class, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from dllab import variants
+from dllab.errors import UserError
+from dllab.variants import ROOT
+
+DEPLOY = ROOT / "deploy" / "jupyterhub"
+REQUIREMENTS = DEPLOY / "requirements.txt"
+CONFIG = DEPLOY / "jupyterhub_config.py"
+PROXY_PACKAGE = DEPLOY / "proxy"
+DEFAULT_PORT = 8000
+DEFAULT_ADMIN = "admin"
+START_TIMEOUT = 90.0  # seconds until the hub's API must answer
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the hub's software (venv, proxy) and its state (db, secrets, pid, log) live."""
+
+    venv: Path
+    state: Path
+
+    @classmethod
+    def default(cls) -> Paths:
+        env = os.environ.get
+        state = Path(env("DLLAB_HUB_STATE") or ROOT / ".hub")
+        return cls(venv=Path(env("DLLAB_HUB_VENV") or state / "venv"), state=state)
+
+    @property
+    def jupyterhub(self) -> Path:
+        return self.venv / "bin" / "jupyterhub"
+
+    @property
+    def proxy_prefix(self) -> Path:
+        return self.venv / "node"
+
+    @property
+    def proxy(self) -> Path:
+        return self.proxy_prefix / "node_modules" / ".bin" / "configurable-http-proxy"
+
+    @property
+    def installed(self) -> Path:
+        """The digest of the requirements the venv was installed from."""
+        return self.venv / ".dllab-requirements"
+
+    @property
+    def pid(self) -> Path:
+        return self.state / "hub.pid"
+
+    @property
+    def info(self) -> Path:
+        return self.state / "hub.json"
+
+    @property
+    def log(self) -> Path:
+        return self.state / "hub.log"
+
+    @property
+    def token(self) -> Path:
+        return self.state / "api_token"
+
+
+def prefix() -> str:
+    """Names and labels of every engine object the hub makes: `<prefix>-...`, dllab.hub=<prefix>."""
+    return os.environ.get("DLLAB_HUB_PREFIX", "dllab-hub")
+
+
+# --- the commands, as argument lists --------------------------------------------------------------
+
+
+def venv_command(paths: Paths) -> list[str]:
+    return [sys.executable, "-m", "venv", str(paths.venv)]
+
+
+def install_command(paths: Paths) -> list[str]:
+    """The hub's own pinned, hashed requirements (not the lab's lock)."""
+    return [
+        str(paths.venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+        "--require-hashes", "--no-deps", "-r", str(REQUIREMENTS),
+    ]  # fmt: skip
+
+
+def proxy_command(paths: Paths) -> list[str]:
+    """configurable-http-proxy from npm, at the package-lock's exact versions, into the venv."""
+    return ["npm", "ci", "--silent", "--no-audit", "--no-fund", "--prefix", str(paths.proxy_prefix)]
+
+
+def network_command(name: str) -> list[str]:
+    return ["docker", "network", "create", "--driver", "bridge", "--label", f"dllab.hub={prefix()}", name]  # fmt: skip
+
+
+def hub_command(paths: Paths) -> list[str]:
+    return [str(paths.jupyterhub), "--config", str(CONFIG)]
+
+
+def containers_command() -> list[str]:
+    return ["docker", "ps", "--all", "--quiet", "--filter", f"label=dllab.hub={prefix()}"]
+
+
+def volumes_command() -> list[str]:
+    return [
+        "docker", "volume", "ls", "--filter", f"label=dllab.hub={prefix()}",
+        "--format", '{{.Name}}\t{{.Label "dllab.owner"}}',
+    ]  # fmt: skip
+
+
+# --- checks -------------------------------------------------------------------------------------
+
+
+def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+
+
+def check_engine() -> dict:
+    """`docker info` as JSON, or a UserError saying how to get an engine."""
+    if not shutil.which("docker"):
+        raise UserError("no docker CLI on PATH: install Docker, then run this again")
+    result = _run(["docker", "info", "--format", "{{json .}}"])
+    if result.returncode != 0:
+        raise UserError("no Docker engine answers (`docker info` failed): start Docker, then run this again")  # fmt: skip
+    return json.loads(result.stdout or "{}")
+
+
+def check_variant(name: str) -> variants.Variant:
+    variant = variants.get(name)
+    if "docker" not in variant.runtimes:
+        raise UserError(
+            f"variant {name} has no image for a hub ({variant.name} is native only): "
+            f"choose one of {', '.join(v.name for v in variants.VARIANTS.values() if 'docker' in v.runtimes)}"
+        )
+    return variant
+
+
+def check_image(variant: variants.Variant) -> None:
+    if _run(["docker", "image", "inspect", variant.image]).returncode != 0:
+        raise UserError(
+            f"image {variant.image} is missing: build it with `invoke build --variant {variant.name}`"
+        )
+
+
+def check_port(port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise UserError(f"port {port} is not a TCP port: choose one from 1 to 65535")
+    with socket.socket() as sock:
+        # As the proxy binds: a port whose last connections are only in TIME_WAIT is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise UserError(
+                f"port {port} on 127.0.0.1 is busy: choose another with --port"
+            ) from None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def running_pid(paths: Paths) -> int | None:
+    """The hub's pid if its pid file names a live jupyterhub; a stale file is a UserError."""
+    if not paths.pid.exists():
+        return None
+    text = paths.pid.read_text().strip()
+    pid = int(text) if text.isdigit() else 0
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if pid else b""
+    except OSError:
+        cmdline = b""
+    if b"jupyterhub" in cmdline:
+        return pid
+    raise UserError(
+        f"stale pid file {paths.pid} (pid {text or '?'} is not a running hub): "
+        f"remove it, then run this again"
+    )
+
+
+def gpu_runtime(info: dict) -> bool:
+    return "nvidia" in (info.get("Runtimes") or {})
+
+
+# --- start / stop / remove-volumes ----------------------------------------------------------------
+
+
+def requirements_digest() -> str:
+    return hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+
+
+def ensure_software(paths: Paths) -> None:
+    """The hub's venv (hashed requirements) and configurable-http-proxy, installed once."""
+    if not paths.installed.exists() or paths.installed.read_text() != requirements_digest():
+        print(f"dllab: installing the hub into {paths.venv}", file=sys.stderr)
+        if not (paths.venv / "bin" / "python").exists():
+            _checked(venv_command(paths))
+        _checked(install_command(paths))
+        paths.installed.write_text(requirements_digest())
+    if not paths.proxy.exists():
+        if not shutil.which("npm"):
+            raise UserError("npm is missing: install Node.js >= 20 (configurable-http-proxy needs it)")  # fmt: skip
+        print(f"dllab: installing configurable-http-proxy into {paths.proxy_prefix}", file=sys.stderr)  # fmt: skip
+        paths.proxy_prefix.mkdir(parents=True, exist_ok=True)
+        for name in ("package.json", "package-lock.json"):
+            shutil.copy(PROXY_PACKAGE / name, paths.proxy_prefix / name)
+        _checked(proxy_command(paths))
+
+
+def _checked(cmd: list[str]) -> None:
+    result = _run(cmd)
+    if result.returncode != 0:
+        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise UserError(f"`{' '.join(cmd[:4])} ...` failed: {last[0]}")
+
+
+def ensure_network(name: str) -> str:
+    """The hub network (made if missing) and the host's address on it."""
+    inspect = ["docker", "network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", name]  # fmt: skip
+    result = _run(inspect)
+    if result.returncode != 0:
+        _checked(network_command(name))
+        result = _run(inspect)
+    gateway = result.stdout.strip()
+    if result.returncode != 0 or not gateway:
+        raise UserError(f"docker network {name} has no gateway address: remove it, then run this again")  # fmt: skip
+    return gateway
+
+
+def api(url: str, token: str | None = None, method: str = "GET", timeout: float = 5.0):
+    """One hub REST call; the decoded JSON (or None for an empty body)."""
+    request = urllib.request.Request(url, method=method)
+    if token:
+        request.add_header("Authorization", f"token {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def hub_env(
+    paths: Paths, variant: variants.Variant, port: int, admin: str, gateway: str, gpu: bool
+) -> dict[str, str]:
+    """What jupyterhub_config.py reads: the DLLAB_HUB_* settings for this start."""
+    return {
+        "DLLAB_HUB_VARIANT": variant.name,
+        "DLLAB_HUB_IMAGE": variant.image,
+        "DLLAB_HUB_PORT": str(port),
+        "DLLAB_HUB_ADMIN": admin,
+        "DLLAB_HUB_STATE": str(paths.state),
+        "DLLAB_HUB_PREFIX": prefix(),
+        "DLLAB_HUB_NETWORK": f"{prefix()}-net",
+        "DLLAB_HUB_IP": gateway,
+        "DLLAB_HUB_API_PORT": str(free_port(gateway)),
+        "DLLAB_HUB_PROXY_API_PORT": str(free_port()),
+        "DLLAB_HUB_PROXY": str(paths.proxy),
+        "DLLAB_HUB_API_TOKEN": paths.token.read_text().strip(),
+        "DLLAB_HUB_GPU": "1" if gpu else "0",
+    }
+
+
+def start(variant_name: str, port: int, admin: str, paths: Paths) -> str:
+    """Start the hub in the background; return its URL once its API answers."""
+    variant = check_variant(variant_name)
+    if not admin or not admin.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise UserError(f"admin name {admin!r} is not a user name: use letters, digits, - _ .")
+    paths.state.mkdir(parents=True, exist_ok=True)
+    # Software, database, secrets and logs: nothing here belongs in git.
+    (paths.state / ".gitignore").write_text("*\n")
+    if pid := running_pid(paths):
+        url = json.loads(paths.info.read_text())["url"] if paths.info.exists() else "?"
+        raise UserError(f"a hub is already running (pid {pid}, {url}): stop it with `python -m dllab.hub stop`")  # fmt: skip
+    check_port(port)
+    info = check_engine()
+    check_image(variant)
+    gpu = variant.accelerator == "cuda" and gpu_runtime(info)
+    if variant.accelerator == "cuda" and not gpu:
+        print("dllab: the engine has no nvidia runtime: users get the cuda image without a GPU", file=sys.stderr)  # fmt: skip
+    ensure_software(paths)
+    gateway = ensure_network(f"{prefix()}-net")
+    if not paths.token.exists():
+        paths.token.touch(mode=0o600)
+        paths.token.write_text(secrets.token_hex(32))
+    env = {**os.environ, **hub_env(paths, variant, port, admin, gateway, gpu)}
+    env["PATH"] = f"{paths.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    with paths.log.open("ab") as log:
+        process = subprocess.Popen(
+            hub_command(paths), cwd=paths.state, env=env, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    paths.pid.write_text(str(process.pid))
+    url = f"http://127.0.0.1:{port}/hub/"
+    paths.info.write_text(json.dumps({"url": url, "variant": variant.name, "admin": admin}))
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            paths.pid.unlink(missing_ok=True)
+            raise UserError(f"the hub exited at start (code {process.returncode}): see {paths.log}")  # fmt: skip
+        try:
+            api(f"{url}api/", timeout=2)
+            return url
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    _terminate(process.pid)
+    paths.pid.unlink(missing_ok=True)
+    raise UserError(f"the hub's API did not answer within {START_TIMEOUT:.0f} s: see {paths.log}")
+
+
+def _terminate(pid: int, timeout: float = 60.0) -> None:
+    """SIGTERM the hub (it stops its servers and its proxy), then SIGKILL after `timeout`."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it where it is our child (tests)
+        if not Path(f"/proc/{pid}").exists() or b"Z" in _state(pid):
+            return
+        time.sleep(0.2)
+    os.killpg(pid, signal.SIGKILL)
+
+
+def _state(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().split(b") ", 1)[1][:1]
+    except (OSError, IndexError):
+        return b""
+
+
+def stop(paths: Paths) -> int:
+    """Stop the hub and every user's container; never a volume. The number of containers removed."""
+    pid = running_pid(paths)
+    if pid:
+        _terminate(pid)
+    paths.pid.unlink(missing_ok=True)
+    removed = 0
+    if engine_answers():
+        ids = _run(containers_command()).stdout.split()
+        if ids:
+            _run(["docker", "rm", "--force", *ids])
+            removed = len(ids)
+        _run(["docker", "network", "rm", f"{prefix()}-net"])
+    if not pid:
+        raise UserError(f"no hub is running (removed {removed} leftover user containers)")
+    return removed
+
+
+def engine_answers() -> bool:
+    return bool(shutil.which("docker")) and _run(["docker", "info"]).returncode == 0
+
+
+def volumes() -> list[tuple[str, str]]:
+    """(volume, owner) of every user's work volume."""
+    result = _run(volumes_command())
+    if result.returncode != 0:
+        raise UserError("no Docker engine answers (`docker volume ls` failed): start Docker first")
+    return [tuple((line.split("\t") + [""])[:2]) for line in result.stdout.splitlines() if line]
+
+
+def remove_volumes(yes: bool, paths: Paths) -> list[str]:
+    """Delete every user's work volume; without `yes`, only say what would go."""
+    if not engine_answers():
+        raise UserError("no Docker engine answers: start Docker first")
+    if running_pid(paths):
+        raise UserError("the hub is running: stop it first with `python -m dllab.hub stop`")
+    found = volumes()
+    for name, owner in found:
+        print(
+            f"{'deleting' if yes else 'would delete'} volume {name} (user {owner or '?'}'s /work)"
+        )
+    if not found:
+        print("no user volumes to delete")
+        return []
+    if not yes:
+        raise UserError(f"deleting {len(found)} volumes loses those users' work: pass --yes to delete them")  # fmt: skip
+    result = _run(["docker", "volume", "rm", *(name for name, _ in found)])
+    if result.returncode != 0:
+        raise UserError(f"`docker volume rm` failed: {result.stderr.strip().splitlines()[-1]}")
+    return [name for name, _ in found]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises a UserError (one line, exit 2) instead of printing usage."""
+
+    def error(self, message: str):
+        raise UserError(message)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m dllab.hub", description=__doc__)
+    sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    s = sub.add_parser(
+        "start", help="start JupyterHub (DockerSpawner) on 127.0.0.1 in the background"
+    )
+    s.add_argument("--variant", default="cpu", help="image each user gets: dllab:<variant>")
+    s.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port on 127.0.0.1 (default 8000)"
+    )
+    s.add_argument("--admin", default=DEFAULT_ADMIN, help="the admin user, who approves sign-ups")
+    sub.add_parser("stop", help="stop the hub and every user's server (volumes stay)")
+    r = sub.add_parser("remove-volumes", help="delete every user's work volume (asks for --yes)")
+    r.add_argument("--yes", action="store_true", help="really delete them")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    paths = Paths.default()
+    try:
+        args = p.parse_args(argv)
+        if args.action == "start":
+            url = start(args.variant, args.port, args.admin, paths)
+            print(f"JupyterHub: {url}  (log: {paths.log})")
+            print(
+                f"first, sign up as {args.admin} at {url}signup; approve learners at {url}authorize"
+            )
+        elif args.action == "stop":
+            removed = stop(paths)
+            print(f"hub stopped; {removed} leftover user containers removed; volumes kept")
+        else:
+            remove_volumes(args.yes, paths)
+        return 0
+    except UserError as exc:
+        print(f"dllab: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""A hub of its own for the tests: own state directory, own names (dllab-hubtest-*), all removed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.hub.client import PREFIX, Hub, free_port, hub_env
+from tests.support import engine_answers, missing
+
+
+def remove_everything() -> None:
+    """Every container, volume and network labelled with the tests' prefix: nothing else."""
+    label = f"label=dllab.hub={PREFIX}"
+    for kind in ("container", "volume", "network"):
+        flag = ["--all"] if kind == "container" else []
+        found = subprocess.run(
+            ["docker", kind, "ls", *flag, "--quiet", "--filter", label],
+            capture_output=True, text=True,
+        ).stdout.split()  # fmt: skip
+        if found:
+            extra = ["--force"] if kind == "container" else []
+            subprocess.run(["docker", kind, "rm", *extra, *found], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def engine_and_image():
+    if not engine_answers():
+        missing("docker", "no Docker engine answers (start one: .ci/engine)")
+    if subprocess.run(["docker", "image", "inspect", "dllab:cpu"], capture_output=True).returncode:
+        missing("image-cpu", "no dllab:cpu image: run `invoke build --variant cpu`")
+    if not shutil.which("npm"):
+        missing("docker", "no npm: configurable-http-proxy installs from npm (Node.js >= 20)")
+
+
+@pytest.fixture(scope="module")
+def hub(engine_and_image, tmp_path_factory):
+    """`python -m dllab.hub start` on a free port; stopped, and its users' volumes removed, after."""
+    remove_everything()
+    running = Hub(free_port(), tmp_path_factory.mktemp("hub"), {})
+    running.env = hub_env(running.state)
+    result = running.start("--admin", "teacher")
+    if result.returncode != 0:
+        log = running.state / "hub.log"
+        pytest.fail(result.stderr + (log.read_text()[-3000:] if log.exists() else ""))
+    yield running
+    running.cli("stop")
+    remove_everything()
