@@ -110,7 +110,8 @@ c.DockerSpawner.default_url = "/lab/tree/labs/README.md"
 c.DockerSpawner.name_template = f"{PREFIX}-{{username}}"
 c.DockerSpawner.network_name = NETWORK
 c.DockerSpawner.use_internal_ip = True  # the proxy (on the host) reaches containers by IP
-c.DockerSpawner.remove = True  # a stopped server's container goes; the next start uses the newest image
+# A stopped server's container goes; the next start uses the newest image.
+c.DockerSpawner.remove = True
 c.DockerSpawner.pull_policy = "never"  # images are built here (`invoke build`), never pulled
 # The user's work: a named volume per user, kept across server restarts, hub restarts and rebuilds.
 c.DockerSpawner.volumes = {f"{PREFIX}-work-{{username}}": "/work"}
@@ -156,9 +157,7 @@ def pre_spawn_hook(spawner) -> None:
     try:
         client.volumes.get(name)
     except docker.errors.NotFound:
-        client.volumes.create(
-            name, labels={"dllab.hub": PREFIX, "dllab.owner": spawner.user.name}
-        )
+        client.volumes.create(name, labels={"dllab.hub": PREFIX, "dllab.owner": spawner.user.name})
     host_config = dict(HOST_CONFIG)
     if GPU:
         gpu = _gpu_for(spawner)
