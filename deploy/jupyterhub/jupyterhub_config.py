@@ -9,8 +9,14 @@ deploy/README.md for what each choice is and why.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import time
+
+from dockerspawner import DockerSpawner
+from jupyterhub.utils import url_path_join
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 import docker
 
@@ -101,7 +107,36 @@ if env("DLLAB_HUB_API_TOKEN"):
     c.JupyterHub.load_roles.append({"name": "admin", "services": ["dllab"]})
 
 # --- one container per user ---------------------------------------------------------------------
-c.JupyterHub.spawner_class = "docker"
+
+
+class DllabSpawner(DockerSpawner):
+    """DockerSpawner that returns once the server answers, polled every 0.1 s.
+
+    The hub polls a started server with an exponential backoff (0.2 s, growing to 5 s, jittered),
+    which adds a second or more to a spawn of 2-4 s; polled here, the hub's first check passes.
+    """
+
+    async def start(self):
+        ip, port = await super().start()
+        url = f"http://{ip}:{port}{url_path_join(self.server.base_url, 'api')}"
+        client = AsyncHTTPClient()
+        deadline = time.monotonic() + self.http_timeout
+        while time.monotonic() < deadline:
+            try:
+                await client.fetch(url, request_timeout=1)
+                break
+            except HTTPClientError as error:
+                if error.code < 500:  # answered, even 403 or 404: the server is up
+                    break
+            except OSError:
+                pass
+            if await self.poll() is not None:  # the container exited: the hub reports it
+                break
+            await asyncio.sleep(0.1)
+        return ip, port
+
+
+c.JupyterHub.spawner_class = DllabSpawner
 c.DockerSpawner.image = IMAGE
 # Always the single-user server, whatever the image's CMD (its entrypoint still copies the labs).
 c.DockerSpawner.cmd = ["jupyterhub-singleuser"]
