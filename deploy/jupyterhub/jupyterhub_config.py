@@ -46,7 +46,14 @@ def _gateway() -> str:
     try:
         network = client.networks.get(NETWORK)
     except docker.errors.NotFound:
-        network = client.networks.create(NETWORK, driver="bridge", labels={"dllab.hub": PREFIX})
+        network = client.networks.create(
+            NETWORK,
+            driver="bridge",
+            labels={"dllab.hub": PREFIX},
+            options={
+                "com.docker.network.bridge.enable_icc": "false"
+            },  # learners can't reach each other
+        )
     return network.attrs["IPAM"]["Config"][0]["Gateway"]
 
 

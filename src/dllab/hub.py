@@ -105,7 +105,12 @@ def proxy_command(paths: Paths) -> list[str]:
 
 
 def network_command(name: str) -> list[str]:
-    return ["docker", "network", "create", "--driver", "bridge", "--label", f"dllab.hub={prefix()}", name]  # fmt: skip
+    """The learners' bridge; where the engine enforces it (iptables), no learner reaches another's
+    container directly: only the proxy and the hub, from the host, do."""
+    return [
+        "docker", "network", "create", "--driver", "bridge", "--label", f"dllab.hub={prefix()}",
+        "--opt", "com.docker.network.bridge.enable_icc=false", name,
+    ]  # fmt: skip
 
 
 def hub_command(paths: Paths) -> list[str]:

@@ -58,7 +58,11 @@ def test_engine_objects_are_found_by_the_hubs_label_only(monkeypatch):
     monkeypatch.setenv("DLLAB_HUB_PREFIX", "dllab-hubunit")
     assert "label=dllab.hub=dllab-hubunit" in hub.containers_command()
     assert "label=dllab.hub=dllab-hubunit" in hub.volumes_command()
-    assert hub.network_command("n")[-1] == "n" and "dllab.hub=dllab-hubunit" in hub.network_command("n")  # fmt: skip
+    network = hub.network_command("n")
+    assert network[-1] == "n" and "dllab.hub=dllab-hubunit" in network
+    assert (
+        "com.docker.network.bridge.enable_icc=false" in network
+    )  # learners can't reach each other
 
 
 def test_hub_command_runs_the_repos_config(paths):
