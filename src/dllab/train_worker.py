@@ -1,0 +1,369 @@
+"""One data-parallel worker: the same small MLP trained by torch DDP, TF MultiWorkerMirroredStrategy or Keras-on-JAX DataParallel.
+
+Every worker of a run executes this script. Who it is and who its peers are comes from each
+engine's own launcher variables, never from dllab:
+
+* torch: `torchrun` sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT (DDP: gloo on CPU, NCCL on a GPU);
+* tensorflow: TF_CONFIG (`{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": i}}`);
+* keras-jax: KERAS_DISTRIBUTION_JOB_ADDRESSES / _NUM_PROCESSES / _PROCESS_ID, read by
+  `keras.distribution.initialize()`.
+
+Without them it trains as one plain process. The data set is made locally (no download), the
+initial weights come from a seeded NumPy generator, and each global batch of `--global-batch`
+rows is split into equal contiguous shards, one per worker: so N workers compute exactly the
+gradient of one worker on the same global batch (up to float rounding in the all-reduce).
+
+The last line of stdout is `DLLAB_RESULT {json}`: rank, world size, final loss (on the whole
+data set, computed with NumPy from the final weights), the SHA-256 of the final weights, and
+throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+STARTED = time.perf_counter()  # start-up cost = imports + joining the group, until the first step
+
+FRAMEWORKS = ("torch", "tensorflow", "keras-jax")
+RESULT_PREFIX = "DLLAB_RESULT "
+FEATURES = 32
+CLASSES = 4
+
+
+def make_data(samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A learnable 4-class problem made locally: labels from a random teacher network."""
+    rng = np.random.default_rng(seed + 1)
+    X = rng.normal(size=(samples, FEATURES)).astype(np.float32)
+    teacher = rng.normal(size=(FEATURES, CLASSES)).astype(np.float32)
+    y = np.argmax(np.tanh(X @ teacher) + 0.1 * rng.normal(size=(samples, CLASSES)), axis=1)
+    return X, y.astype(np.int64)
+
+
+def initial_weights(hidden: int, seed: int) -> list[np.ndarray]:
+    """[W1 (in, hidden), b1, W2 (hidden, classes), b2], the same on every worker and framework."""
+    rng = np.random.default_rng(seed)
+    return [
+        (rng.normal(size=(FEATURES, hidden)) * np.sqrt(2 / FEATURES)).astype(np.float32),
+        np.zeros(hidden, np.float32),
+        (rng.normal(size=(hidden, CLASSES)) * np.sqrt(1 / hidden)).astype(np.float32),
+        np.zeros(CLASSES, np.float32),
+    ]
+
+
+def loss_of(weights: list[np.ndarray], X: np.ndarray, y: np.ndarray) -> float:
+    """Mean softmax cross-entropy of the MLP with `weights` on (X, y), in float64 NumPy."""
+    w1, b1, w2, b2 = (np.asarray(w, np.float64) for w in weights)
+    logits = np.maximum(X @ w1 + b1, 0) @ w2 + b2
+    logits -= logits.max(axis=1, keepdims=True)
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(y)), y].mean())
+
+
+def digest(weights: list[np.ndarray]) -> str:
+    """SHA-256 (first 16 hex digits) of the float32 bytes of the weights, in order."""
+    h = hashlib.sha256()
+    for w in weights:
+        h.update(np.ascontiguousarray(w, dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def local_shard(X: np.ndarray, y: np.ndarray, global_batch: int, rank: int, world: int):
+    """This worker's rows: for every global batch, its contiguous 1/world slice, in order."""
+    if global_batch % world:
+        raise SystemExit(f"--global-batch {global_batch} must divide into {world} equal shards")
+    local = global_batch // world
+    steps = len(X) // global_batch
+    index = np.concatenate(
+        [
+            np.arange(s * global_batch + rank * local, s * global_batch + (rank + 1) * local)
+            for s in range(steps)
+        ]
+    )
+    return X[index], y[index], steps, local
+
+
+def threads() -> int:
+    return max(1, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+
+
+# --------------------------------------------------------------------------------------------
+def torch_backend(cuda_available: bool, env) -> tuple[str, str]:
+    """(process-group backend, device): NCCL on this worker's GPU when it has one, else gloo on the CPU.
+
+    DLLAB_DEVICE=cpu forces the CPU (the orchestrator sets it when it hands out no GPU).
+    """
+    if cuda_available and env.get("DLLAB_DEVICE", "") != "cpu":
+        return "nccl", f"cuda:{int(env.get('LOCAL_RANK', 0))}"
+    return "gloo", "cpu"
+
+
+def tf_communication(gpus: int) -> str:
+    """MultiWorkerMirroredStrategy's all-reduce: NCCL between GPUs, ring (gRPC) between CPUs."""
+    return "NCCL" if gpus else "RING"
+
+
+def train_torch(args, X, y, init) -> dict:
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(threads())
+    distributed = "WORLD_SIZE" in os.environ  # set by torchrun
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    backend, device_name = torch_backend(torch.cuda.is_available(), os.environ)
+    cuda = backend == "nccl"
+    device = torch.device(device_name)
+    if cuda:
+        torch.cuda.set_device(device)
+    if distributed:
+        dist.init_process_group(backend)
+    torch.manual_seed(args.seed)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(FEATURES, args.hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(args.hidden, CLASSES),
+    )
+    with torch.no_grad():
+        for param, value in zip(net.parameters(), init, strict=True):
+            param.copy_(torch.from_numpy(value.T.copy() if value.ndim == 2 else value))
+    net.to(device)
+    model = (
+        torch.nn.parallel.DistributedDataParallel(net, device_ids=[local_rank] if cuda else None)
+        if distributed
+        else net
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
+    Xl, yl, steps, local = local_shard(X, y, args.global_batch, rank, world)
+    Xl, yl = torch.from_numpy(Xl).to(device), torch.from_numpy(yl).to(device)
+    engine = f"torch DDP {backend}" if distributed else "torch (one process)"
+    startup = ready(rank, world, engine)
+    epoch_seconds = []
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        for s in range(steps):
+            xb, yb = Xl[s * local : (s + 1) * local], yl[s * local : (s + 1) * local]
+            optimizer.zero_grad()
+            # DDP averages gradients over workers: the mean of equal shards' means = the global mean.
+            torch.nn.functional.cross_entropy(model(xb), yb).backward()
+            optimizer.step()
+        if cuda:
+            torch.cuda.synchronize()
+        epoch_seconds.append(time.perf_counter() - start)
+        progress(rank, len(epoch_seconds), args.epochs, epoch_seconds[-1], args)
+    weights = [p.detach().cpu().numpy() for p in net.parameters()]
+    weights = [w.T if w.ndim == 2 else w for w in weights]
+    if distributed:
+        dist.destroy_process_group()
+    return dict(rank=rank, world=world, engine=engine, device=str(device), weights=weights,
+                epoch_seconds=epoch_seconds, startup_seconds=startup)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+def train_tensorflow(args, X, y, init) -> dict:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads())
+    tf.config.threading.set_inter_op_parallelism_threads(threads())
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    world = len(config.get("cluster", {}).get("worker", [])) or 1
+    rank = int(config.get("task", {}).get("index", 0))
+    gpus = tf.config.list_physical_devices("GPU")
+    if world > 1:
+        implementation = getattr(
+            tf.distribute.experimental.CommunicationImplementation, tf_communication(len(gpus))
+        )
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(
+                implementation=implementation
+            )
+        )
+        engine = f"tf MultiWorkerMirroredStrategy {tf_communication(len(gpus)).lower()}"
+    else:
+        strategy = tf.distribute.get_strategy()
+        engine = "tensorflow (one process)"
+    with strategy.scope():
+        # SUM: each worker's update (lr * its shard's share of the gradient) is all-reduced.
+        variables = [
+            tf.Variable(w, aggregation=tf.VariableAggregation.SUM, name=f"w{i}")
+            for i, w in enumerate(init)
+        ]
+    Xl, yl, steps, local = local_shard(X, y, args.global_batch, rank, world)
+    global_batch = args.global_batch
+    lr = args.lr
+
+    def replica_step(xb, yb):
+        with tf.GradientTape() as tape:
+            w1, b1, w2, b2 = variables
+            logits = tf.nn.relu(xb @ w1 + b1) @ w2 + b2
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
+            # Sum over this shard / the global batch: the replicas' sum is the global mean.
+            loss = tf.reduce_sum(per_example) / global_batch
+        for v, g in zip(variables, tape.gradient(loss, variables), strict=True):
+            v.assign_sub(lr * g)
+        return loss
+
+    @tf.function
+    def train_step(xb, yb):
+        per_replica = strategy.run(replica_step, args=(xb, yb))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    batches = [
+        (tf.constant(Xl[s * local : (s + 1) * local]), tf.constant(yl[s * local : (s + 1) * local]))
+        for s in range(steps)
+    ]
+    startup = ready(rank, world, engine)
+    epoch_seconds = []
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        for xb, yb in batches:
+            loss = train_step(xb, yb)
+        loss.numpy()
+        epoch_seconds.append(time.perf_counter() - start)
+        progress(rank, len(epoch_seconds), args.epochs, epoch_seconds[-1], args)
+    weights = [v.numpy() for v in variables]
+    return dict(rank=rank, world=world, engine=engine, device="gpu" if gpus else "cpu",
+                weights=weights, epoch_seconds=epoch_seconds, startup_seconds=startup)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+def train_keras_jax(args, X, y, init) -> dict:
+    os.environ["KERAS_BACKEND"] = "jax"
+    n = threads()
+    os.environ.setdefault(
+        "XLA_FLAGS",
+        f"--xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'} intra_op_parallelism_threads={n}",
+    )
+    import keras
+
+    world = int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES") or 1)
+    rank = int(os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID") or 0)
+    if world > 1:
+        # jax.distributed.initialize: process 0 (the first job address) coordinates.
+        keras.distribution.initialize()
+    import jax
+
+    devices = jax.devices()
+    distribution = keras.distribution.DataParallel(devices=devices)
+    # Each process already holds its own shard (local_shard below), as NumPy arrays.
+    distribution.auto_shard_dataset = False
+    keras.distribution.set_distribution(distribution)
+    keras.utils.set_random_seed(args.seed)
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(args.hidden, activation="relu"),
+            keras.layers.Dense(CLASSES),
+        ]
+    )
+    model.set_weights(init)
+    model.compile(
+        optimizer=keras.optimizers.SGD(args.lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    Xl, yl, steps, local = local_shard(X, y, args.global_batch, rank, world)
+
+    class Timer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+            self.startup = 0.0
+
+        def on_train_begin(self, logs=None):
+            self.startup = ready(rank, world, engine)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
+            progress(rank, len(self.seconds), args.epochs, self.seconds[-1], args)
+
+    engine = (
+        f"keras-jax DataParallel over {len(devices)} devices"
+        if world > 1
+        else "keras-jax (one process)"
+    )
+    timer = Timer()
+    # Each process passes its own shard; Keras assembles the global batch across processes
+    # (jax.make_array_from_process_local_data), so batch_size is the per-process share.
+    model.fit(
+        Xl, yl, batch_size=local, epochs=args.epochs, shuffle=False, verbose=0, callbacks=[timer]
+    )
+    weights = [np.asarray(w) for w in model.get_weights()]
+    return dict(rank=rank, world=world, engine=engine, device=str(devices[0].platform),
+                weights=weights, epoch_seconds=timer.seconds, startup_seconds=timer.startup)  # fmt: skip
+
+
+TRAIN = {"torch": train_torch, "tensorflow": train_tensorflow, "keras-jax": train_keras_jax}
+
+
+def ready(rank: int, world: int, engine: str) -> float:
+    """Say this worker is about to take its first step; return its start-up seconds."""
+    startup = time.perf_counter() - STARTED
+    print(f"rank {rank} of {world}: {engine}, first step after {startup:.1f} s", flush=True)
+    return startup
+
+
+def progress(rank: int, epoch: int, epochs: int, seconds: float, args) -> None:
+    if rank == 0:
+        print(f"epoch {epoch}/{epochs}: {seconds:.3f} s", flush=True)
+
+
+def samples_per_second(epoch_seconds: list[float], samples: int) -> float | None:
+    """Global samples/s in the median epoch after the first (warm-up: tracing, compiling, connecting)."""
+    timed = sorted(epoch_seconds[1:] or epoch_seconds)
+    median = (timed[(len(timed) - 1) // 2] + timed[len(timed) // 2]) / 2 if timed else 0.0
+    return samples / median if median > 0 else None
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m dllab.train_worker", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--framework", required=True, choices=FRAMEWORKS)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=2048, help="size of the generated data set")
+    parser.add_argument(
+        "--global-batch", type=int, default=64, help="rows per step, all workers together"
+    )
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Train as this worker; the result without the weights (those are digested)."""
+    X, y = make_data(args.samples, args.seed)
+    init = initial_weights(args.hidden, args.seed)
+    out = TRAIN[args.framework](args, X, y, init)
+    weights = out.pop("weights")
+    steps = len(X) // args.global_batch
+    return dict(
+        out,
+        framework=args.framework,
+        initial_loss=loss_of(init, X, y),
+        loss=loss_of(weights, X, y),
+        digest=digest(weights),
+        norm=float(np.sqrt(sum(float(np.sum(np.square(w, dtype=np.float64))) for w in weights))),
+        samples_per_second=samples_per_second(out["epoch_seconds"], steps * args.global_batch),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    result = run(args)
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""dllab.workers without an engine: the docker argument lists, bad input, the verdict, the GPU path (with fakes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dllab import train_worker, workers
+from dllab.errors import UserError
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def plan(framework="torch", n=2, **kw):
+    kw.setdefault("uid", 1234)
+    kw.setdefault("gid", 1235)
+    kw.setdefault("token", "abc123")
+    kw.setdefault("cores", 2)
+    return workers.make_plan(kw.pop("variant", "cpu"), framework, n, 3, **kw)
+
+
+def env_of(cmd: list[str]) -> dict[str, str]:
+    return dict(cmd[i + 1].split("=", 1) for i, a in enumerate(cmd) if a == "--env")
+
+
+def after_image(cmd: list[str], image="dllab:cpu") -> list[str]:
+    return cmd[cmd.index(image) + 1 :]
+
+
+# --- argument lists ---------------------------------------------------------------------------
+
+
+def test_network_is_private_named_and_labelled_per_run():
+    p = plan()
+    assert p.network == "dllab-train-1234-abc123"
+    cmd = workers.network_command(p)
+    assert cmd[:3] == ["docker", "network", "create"] and cmd[-1] == p.network
+    assert "--internal" in cmd
+    assert "dllab.owner=1234" in cmd and f"dllab.run={p.network}" in cmd
+
+
+def test_run_ids_differ_between_runs():
+    assert workers.run_id(5) != workers.run_id(5)
+
+
+@pytest.mark.parametrize("framework", workers.FRAMEWORKS)
+def test_every_worker_runs_non_root_without_capabilities_on_the_run_network(framework):
+    p = plan(framework)
+    for rank in range(2):
+        cmd = workers.worker_command(p, rank)
+        assert all(isinstance(a, str) for a in cmd), "an argument list, never a shell string"
+        assert cmd[:2] == ["docker", "run"]
+        assert cmd[cmd.index("--user") + 1] == "1234:1235"
+        assert cmd[cmd.index("--cap-drop") + 1] == "ALL"
+        assert cmd[cmd.index("--security-opt") + 1] == "no-new-privileges"
+        assert cmd[cmd.index("--network") + 1] == p.network
+        assert cmd[cmd.index("--name") + 1] == f"{p.network}-w{rank}"
+        assert "dllab.owner=1234" in cmd and f"dllab.run={p.network}" in cmd
+        assert "--privileged" not in cmd and "root" not in cmd
+        assert "-m" in after_image(cmd) and "dllab.train_worker" in after_image(cmd)
+        assert env_of(cmd)["OMP_NUM_THREADS"] == "1"  # 2 cores shared by 2 workers
+
+
+def test_root_caller_runs_the_workers_as_the_image_user():
+    cmd = workers.worker_command(plan(uid=0, gid=0), 0)
+    assert cmd[cmd.index("--user") + 1] == "1000:1000"
+
+
+def test_torch_workers_use_torchrun_with_an_explicit_master_address():
+    p = plan("torch", 3, cores=2)
+    for rank in range(3):
+        cmd = workers.worker_command(p, rank)
+        assert cmd[cmd.index("--entrypoint") + 1] == "torchrun"
+        args = after_image(cmd)
+        assert "--standalone" not in args
+        assert args[args.index("--master-addr") + 1] == f"{p.network}-w0"
+        assert args[args.index("--nnodes") + 1] == "3"
+        assert args[args.index("--node-rank") + 1] == str(rank)
+        assert args[args.index("--nproc-per-node") + 1] == "1"
+        assert args[args.index("-m") + 1] == "dllab.train_worker"
+
+
+def test_tensorflow_workers_get_one_tf_config_each():
+    p = plan("tensorflow", 2)
+    configs = [json.loads(env_of(workers.worker_command(p, r))["TF_CONFIG"]) for r in range(2)]
+    hosts = [f"{p.network}-w0:{workers.TF_PORT}", f"{p.network}-w1:{workers.TF_PORT}"]
+    assert [c["cluster"]["worker"] for c in configs] == [hosts, hosts]
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in range(2)]
+
+
+def test_keras_jax_workers_name_the_coordinator_for_keras_distribution_initialize():
+    p = plan("keras-jax", 2)
+    for rank in range(2):
+        env = env_of(workers.worker_command(p, rank))
+        assert env["KERAS_DISTRIBUTION_JOB_ADDRESSES"].split(",")[0] == f"{p.network}-w0:1234"
+        assert env["KERAS_DISTRIBUTION_NUM_PROCESSES"] == "2"
+        assert env["KERAS_DISTRIBUTION_PROCESS_ID"] == str(rank)
+
+
+@pytest.mark.parametrize("framework", workers.FRAMEWORKS)
+def test_one_worker_is_a_plain_process(framework):
+    cmd = workers.worker_command(plan(framework, 1), 0)
+    assert cmd[cmd.index("--entrypoint") + 1] == "python"
+    env = env_of(cmd)
+    assert "TF_CONFIG" not in env and "KERAS_DISTRIBUTION_NUM_PROCESSES" not in env
+    assert env["OMP_NUM_THREADS"] == "2"
+
+
+def test_cleanup_removes_exactly_the_run_containers_then_its_network():
+    p = plan("torch", 3)
+    rm, net = workers.remove_commands(p)
+    assert rm == ["docker", "rm", "--force"] + [f"{p.network}-w{r}" for r in range(3)]
+    assert net == ["docker", "network", "rm", p.network]
+    assert workers.leftovers_command("1234")[-1] == "label=dllab.owner=1234"
+
+
+def test_cpu_workers_hide_gpus_and_say_so():
+    env = env_of(workers.worker_command(plan(), 0))
+    assert env["DLLAB_DEVICE"] == "cpu" and env["CUDA_VISIBLE_DEVICES"] == ""
+
+
+# --- the cuda path, with fakes ----------------------------------------------------------------
+
+
+def test_cuda_with_enough_gpus_gives_each_worker_its_own_gpu():
+    p = plan("torch", 2, variant="cuda", gpus_here=2)
+    assert p.image == "dllab:cuda" and p.gpus == 2
+    for rank in range(2):
+        cmd = workers.worker_command(p, rank)
+        assert cmd[cmd.index("--gpus") + 1] == f"device={rank}"
+        assert "DLLAB_DEVICE" not in env_of(cmd)
+
+
+def test_cuda_without_gpus_trains_on_the_cpu():
+    p = plan("tensorflow", 2, variant="cuda", gpus_here=0)
+    assert p.gpus == 0
+    assert "--gpus" not in workers.worker_command(p, 0)
+
+
+def test_more_gpu_workers_than_gpus_is_refused():
+    with pytest.raises(UserError, match="4 GPU workers need 4 GPUs, this machine has 2"):
+        plan("torch", 4, variant="cuda", gpus_here=2)
+
+
+def test_count_gpus_reads_nvidia_smi(monkeypatch):
+    monkeypatch.setattr(workers.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+
+    def fake_run(cmd, **kw):
+        assert cmd == ["nvidia-smi", "--list-gpus"]
+        out = "GPU 0: NVIDIA H100 (UUID: GPU-1)\nGPU 1: NVIDIA H100 (UUID: GPU-2)\n"
+        return subprocess.CompletedProcess(cmd, 0, out, "")
+
+    assert workers.count_gpus(fake_run) == 2
+    monkeypatch.setattr(workers.shutil, "which", lambda name: None)
+    assert workers.count_gpus(fake_run) == 0
+
+
+def test_torch_worker_picks_nccl_on_its_gpu_and_gloo_on_the_cpu():
+    assert train_worker.torch_backend(True, {"LOCAL_RANK": "0"}) == ("nccl", "cuda:0")
+    assert train_worker.torch_backend(True, {"LOCAL_RANK": "0", "DLLAB_DEVICE": "cpu"}) == (
+        "gloo",
+        "cpu",
+    )
+    assert train_worker.torch_backend(False, {}) == ("gloo", "cpu")
+    assert train_worker.tf_communication(1) == "NCCL" and train_worker.tf_communication(0) == "RING"
+
+
+# --- verdict, results, failures ---------------------------------------------------------------
+
+
+def result(rank, digest="aa", loss=0.5, world=2):
+    return dict(rank=rank, world=world, digest=digest, loss=loss)
+
+
+def test_verdict_agree_and_differ():
+    assert workers.verdict([result(0), result(1)]) == (True, "workers agree: 2 workers, weights aa")
+    agree, line = workers.verdict([result(0), result(1, digest="bb")])
+    assert not agree and line == "workers differ: rank 1 weights bb != rank 0 aa"
+    agree, line = workers.verdict([result(0), result(1, loss=0.6)])
+    assert not agree and "rank 1 loss 0.6 != rank 0 0.5" in line
+    assert not workers.verdict([result(0, world=3), result(1, world=3)])[0]
+    assert not workers.verdict([])[0]
+
+
+def test_result_line_is_the_last_one():
+    lines = ["noise", 'DLLAB_RESULT {"rank": 0}', 'DLLAB_RESULT {"rank": 1}', "bye"]
+    assert workers.parse_result(lines) == {"rank": 1}
+    assert workers.parse_result(["DLLAB_RESULT {broken"]) is None
+    assert workers.parse_result([]) is None
+
+
+def test_the_first_worker_to_fail_is_blamed_not_its_peers():
+    killed = workers.Outcome(1, "w1", 137, finished_at="2026-01-01T00:00:01.1Z")
+    peer = workers.Outcome(0, "w0", 1, finished_at="2026-01-01T00:00:01.3Z")
+    running = workers.Outcome(2, "w2", None)
+    assert workers.first_failure([peer, killed, running]) is killed
+    assert workers.first_failure([workers.Outcome(0, "w0", 0)]) is None
+    assert workers.describe_exit(137) == "exit code 137 (killed)"
+
+
+# --- the training script's own pieces ---------------------------------------------------------
+
+
+def test_shards_of_each_global_batch_partition_it_in_order():
+    X, y = train_worker.make_data(64, 0)
+    parts = [train_worker.local_shard(X, y, 16, r, 4) for r in range(4)]
+    assert all(p[2] == 4 and p[3] == 4 for p in parts)  # 4 steps of 4 rows each
+    first_batch = np.concatenate([p[0][:4] for p in parts])
+    np.testing.assert_array_equal(first_batch, X[:16])
+    with pytest.raises(SystemExit, match="equal shards"):
+        train_worker.local_shard(X, y, 16, 0, 3)
+
+
+def test_digest_is_of_the_float32_bytes_and_loss_is_finite():
+    init = train_worker.initial_weights(8, 0)
+    assert train_worker.digest(init) == train_worker.digest([w.astype(np.float64) for w in init])
+    assert train_worker.digest(init) != train_worker.digest(train_worker.initial_weights(8, 1))
+    X, y = train_worker.make_data(128, 0)
+    assert 1.0 < train_worker.loss_of(init, X, y) < 3.0
+
+
+# --- the CLI: one line and exit 2 -------------------------------------------------------------
+
+
+def cli(*args, path=None, tmp_path=None):
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    env.pop("DLLAB_WORKERS_SRC", None)
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run(
+        [sys.executable, "-m", "dllab.workers", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def fake_bin(tmp_path: Path, **scripts: str) -> str:
+    """A PATH holding only fake commands (name -> shell body)."""
+    folder = tmp_path / "bin"
+    folder.mkdir(exist_ok=True)
+    for name, body in scripts.items():
+        f = folder / name.replace("_", "-")
+        f.write_text(f"#!/bin/sh\n{body}\n")
+        f.chmod(f.stat().st_mode | stat.S_IEXEC)
+    return str(folder)  # not /usr/bin: the real docker lives there
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "0"], "dllab: argument --workers: expected a whole number from 1 to 64, got '0'"),
+        (["--workers", "abc"], "dllab: argument --workers: expected a whole number from 1 to 64, got 'abc'"),
+        (["--framework", "mxnet"], "dllab: unknown framework 'mxnet': choose one of torch, tensorflow, keras-jax"),
+        (["--variant", "cuda", "--framework", "keras-jax"], "dllab: keras-jax needs jax, which the cuda variant does not ship: use --variant cpu, or --framework torch|tensorflow"),
+        (["--variant", "gpu"], "dllab: unknown variant 'gpu': choose one of cpu, cuda, metal"),
+        (["--epochs", "0"], "dllab: --epochs must be at least 1, got 0"),
+        (["--variant", "metal"], "dllab: variant metal does not run in Docker: use --variant cpu (or cuda on an NVIDIA machine)"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    proc = cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == message
+    assert proc.stdout == ""
+
+
+def test_more_gpu_workers_than_gpus_is_one_line_and_exit_2(tmp_path):
+    path = fake_bin(tmp_path, nvidia_smi='echo "GPU 0: NVIDIA H100 (UUID: GPU-1)"')
+    proc = cli("--variant", "cuda", "--workers", "2", "--framework", "torch", path=path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "dllab: 2 GPU workers need 2 GPUs, this machine has 1: use --workers 1 or fewer"
+    )
+
+
+def test_no_docker_is_one_line_and_exit_2(tmp_path):
+    proc = cli("--workers", "2", path=fake_bin(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("dllab: docker is not installed")
+
+
+def test_engine_down_is_one_line_and_exit_2(tmp_path):
+    proc = cli("--workers", "2", path=fake_bin(tmp_path, docker="exit 1"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "dllab: no Docker engine answers: start Docker, then try again"
+
+
+def test_missing_image_is_one_line_and_exit_2(tmp_path):
+    docker = 'if [ "$1" = info ]; then exit 0; fi\nexit 1'
+    proc = cli("--image", "dllab:nope", path=fake_bin(tmp_path, docker=docker))
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == "dllab: no image dllab:nope: build it with `invoke build --variant cpu`"
+    )
