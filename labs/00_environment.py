@@ -67,7 +67,7 @@ for row in report["frameworks"]:
 # if this environment had promised CUDA:
 
 # %%
-cuda_problems = devices.problems(report["frameworks"], "cuda", report["system"])
+cuda_problems = doctor.problems(report["frameworks"], "cuda", report["system"])
 for problem in cuda_problems or ["none: every framework sees a CUDA GPU"]:
     print("-", problem)
 

@@ -75,12 +75,3 @@ def probe_all(targets: tuple[Target, ...] = TARGETS) -> list[dict]:
         }
         for t in targets
     ]
-
-
-def __getattr__(name: str) -> object:
-    """`devices.problems`, for labs/00_environment.py until it says `doctor.problems`."""
-    if name == "problems":  # the verdicts moved to dllab.doctor; delete this when the lab has
-        from dllab import doctor
-
-        return doctor.problems
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
+from dllab import variants
 from tests.support import engine_answers, missing
 
 pytestmark = pytest.mark.docker
@@ -40,6 +44,7 @@ class Containers:
         self.started = []
 
     def run(self, image: str, command=None, **kwargs):
+        kwargs.setdefault("labels", {"dllab.test": "image"})
         container = self.client.containers.run(image, command, detach=True, **kwargs)
         self.started.append(container)
         return container
@@ -69,11 +74,56 @@ class Containers:
             self.started.pop().remove(force=True)
 
 
+TOKEN = "dllab-test-token"
+
+
+def http_status(url: str) -> int:
+    try:
+        return urllib.request.urlopen(url, timeout=5).status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def host_port(container) -> int:
+    container.reload()
+    return int(container.ports["8888/tcp"][0]["HostPort"])
+
+
+def work_dir(tmp_path, uid: int = 1000, gid: int = 1000):
+    work = tmp_path / "work"
+    work.mkdir()
+    os.chown(work, uid, gid)
+    return work
+
+
+def as_invoke_lab_does(work, token: str | None = None, uid: int = 1000, gid: int = 1000) -> dict:
+    """The `docker run` options `invoke lab` uses (containers.lab_command), for the Docker SDK."""
+    options = {
+        "user": f"{uid}:{gid}", "group_add": ["100"], "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"], "ports": {"8888/tcp": ("127.0.0.1", None)},
+        "shm_size": "2g",
+    }  # fmt: skip
+    if work is not None:
+        options["volumes"] = {str(work): {"bind": "/work"}}
+    if token:
+        options["environment"] = {"JUPYTER_TOKEN": token}
+    return options
+
+
 @pytest.fixture
 def containers(client):
     tracked = Containers(client)
     yield tracked
     tracked.remove_all()
+
+
+DOCKER_VARIANTS = [v.name for v in variants.VARIANTS.values() if v.dockerized]
+
+
+@pytest.fixture(scope="session", params=DOCKER_VARIANTS)
+def image(request, client):
+    """Each Docker variant's image in turn, for what every variant's image must do alike."""
+    return image_or_skip(client, request.param)
 
 
 @pytest.fixture(scope="session")

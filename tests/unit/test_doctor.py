@@ -107,11 +107,6 @@ def test_every_accelerator_has_a_fix_hint():
     assert set(doctor.HINTS) == set(variants.ACCELERATORS)
 
 
-def test_devices_problems_still_answers_for_the_labs():
-    """labs/00 asks devices.problems: it is doctor's, under its old name."""
-    assert devices.problems is doctor.problems
-
-
 def test_training_failures_name_device_loss_and_parameters():
     """A run on the wrong device whose loss rose and weights froze fails three ways."""
     run = {
