@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 import torch
 
-from dllab import check, devices, doctor, labs
+from dllab import check, doctor, labs
 from dllab.frameworks import device_kind
 
 exercise = labs.exercises("00_environment")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dllab import devices, doctor, smoke, variants
+from dllab import doctor, smoke, variants
 from dllab.__main__ import main
 
 LINUX = {"platform": "linux-x86_64", "variant": None, "nvidia_driver": None}
