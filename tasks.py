@@ -40,7 +40,10 @@ def _variant(name: str, runtime: str | None = None) -> tuple[variants.Variant, s
 
 
 def _port(value, what: str = "--port") -> int:
-    """A port the caller may publish on: a number in 1024-65535 (1-65535 for root)."""
+    """A port the caller may publish on: a number in 1024-65535 (1-65535 for root).
+
+    Numeric flags default to strings, so that invoke passes `abc` here for one line instead of
+    failing its own int() cast with a traceback."""
     text = str(value).strip()
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise _fail(f"{what} must be a port number from 1024 to 65535, not {value!r}")
@@ -283,7 +286,7 @@ def build(c, variant="cpu", platform=None, offline=False):
         "stop": "stop your running lab instead (gracefully: kernels shut down)",
     }
 )
-def lab(c, variant="cpu", port=8888, work="work", stop=False):
+def lab(c, variant="cpu", port="8888", work="work", stop=False):
     """Start JupyterLab with the labs, on 127.0.0.1 with a token; print its URL."""
     chosen, runtime = _variant(variant)
     port = _port(port)
@@ -544,7 +547,7 @@ def clean(c, variant=None):
         "epochs": "passes over the data",
     }
 )
-def train(c, variant="cpu", workers=2, framework="torch", epochs=3):
+def train(c, variant="cpu", workers="2", framework="torch", epochs="3"):
     """Train one model data-parallel on N workers with the framework's own engine; compare them."""
     chosen, _ = _variant(variant, "docker")
     cmd = [PYTHON, "-m", "dllab.workers", "--variant", chosen.name, "--workers", str(workers),
@@ -562,7 +565,7 @@ def train(c, variant="cpu", workers=2, framework="torch", epochs=3):
         "stop": "stop the hub and its users' servers; their volumes stay",
     }
 )
-def hub(c, variant="cpu", port=8000, admin="teacher", stop=False):
+def hub(c, variant="cpu", port="8000", admin="teacher", stop=False):
     """Serve dllab:<variant> to a class with JupyterHub + DockerSpawner on 127.0.0.1."""
     if stop:
         cmd = [PYTHON, "-m", "dllab.hub", "stop"]
