@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import tarfile
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -177,3 +179,33 @@ def test_health_check_honours_a_hubs_service_prefix(containers, image):
         environment={"JUPYTERHUB_SERVICE_PREFIX": "/user/ann/", "JUPYTER_TOKEN": TOKEN},
     )  # fmt: skip
     containers.wait_healthy(container)
+
+
+def test_learner_output_never_enters_the_build_context(client, tmp_path):
+    """.dockerignore keeps work/, runs/ and checkpoints out wherever they sit, not only at the root."""
+    from dllab.variants import ROOT
+
+    context = tmp_path / "context"
+    for path in ("labs/ok.py", "labs/runs/events.log", "deep/er/work/mine.ipynb",
+                 "labs/checkpoints/step1", "labs/model.keras", "work/top.ipynb"):  # fmt: skip
+        (context / path).parent.mkdir(parents=True, exist_ok=True)
+        (context / path).write_text("x")
+    (context / ".dockerignore").write_text((ROOT / ".dockerignore").read_text())
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY . /ctx/\n")
+    image, _ = client.images.build(path=str(context), network_mode="none", rm=True,
+                                   labels={"dllab.test": "dockerignore"})  # fmt: skip
+    try:
+        container = client.containers.create(image.id, command=["none"])
+        try:
+            with tempfile.TemporaryFile() as tar:
+                for chunk in container.export():
+                    tar.write(chunk)
+                tar.seek(0)
+                with tarfile.open(fileobj=tar) as archive:
+                    names = set(archive.getnames())
+        finally:
+            container.remove()
+    finally:
+        client.images.remove(image.id, force=False)
+    assert "ctx/labs/ok.py" in names
+    assert not [n for n in names if any(p in n for p in ("runs", "work", "checkpoints", ".keras"))]
