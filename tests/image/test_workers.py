@@ -34,29 +34,42 @@ LINE = re.compile(r"^rank (\d+): loss ([\d.]+) -> ([\d.]+)\s+weights (\w+)\s+\|w
 
 @pytest.fixture(scope="module")
 def image(cpu_image, client):
-    """dllab:cpu, if it ships dllab.train_worker (an image built before it cannot run these)."""
+    """dllab:cpu (or $DLLAB_WORKERS_IMAGE, an image made from it), if it ships dllab.train_worker."""
+    tag = os.environ.get("DLLAB_WORKERS_IMAGE") or cpu_image
     out = subprocess.run(
-        ["docker", "run", "--rm", "--user", "1000:1000", "--entrypoint", "python", cpu_image,
-         "-c", "import dllab.train_worker, dllab.workers"],
+        ["docker", "run", "--rm", "--user", "1000:1000", "--entrypoint", "python", tag,
+         "-c", "import dllab.train_worker"],
         capture_output=True, text=True,
     )  # fmt: skip
     if out.returncode != 0:
-        missing("image-cpu", f"{cpu_image} predates dllab.train_worker: rebuild it (`invoke build`)")
-    return cpu_image
+        missing("image-cpu", f"{tag} predates dllab.train_worker: rebuild it (`invoke build`)")
+    return tag
 
 
-def train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def command(image: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "dllab.workers", "--variant", "cpu", "--image", image, *args]
+
+
+def environment() -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=str(SRC))
     env.pop("DLLAB_WORKERS_SRC", None)  # the image's own code, never a mounted tree
+    return env
+
+
+def train(image: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "dllab.workers", "--variant", "cpu", *args],
-        capture_output=True, text=True, env=env, timeout=timeout,
-    )  # fmt: skip
+        command(image, *args), capture_output=True, text=True, env=environment(), timeout=timeout
+    )
 
 
 def ranks(stdout: str) -> dict[int, dict]:
     return {
-        int(m[1]): {"initial": float(m[2]), "loss": float(m[3]), "digest": m[4], "norm": float(m[5])}
+        int(m[1]): {
+            "initial": float(m[2]),
+            "loss": float(m[3]),
+            "digest": m[4],
+            "norm": float(m[5]),
+        }
         for m in LINE.finditer(stdout)
     }
 
@@ -78,7 +91,7 @@ def network_of(stdout: str) -> str:
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_two_workers_agree_learn_and_match_one_worker(framework, image):
     """2 containers end with identical weights, the loss falls, and 2 workers == 1 worker on the same global batch."""
-    two = train("--workers", "2", "--framework", framework, "--epochs", "3")
+    two = train(image, "--workers", "2", "--framework", framework, "--epochs", "3")
     assert two.returncode == 0, two.stdout + two.stderr
     got = ranks(two.stdout)
     assert sorted(got) == [0, 1], two.stdout
@@ -87,7 +100,7 @@ def test_two_workers_agree_learn_and_match_one_worker(framework, image):
     assert got[0]["loss"] < 0.7 * got[0]["initial"], "the loss did not fall"
     assert leftovers(network_of(two.stdout)) == []
 
-    one = train("--workers", "1", "--framework", framework, "--epochs", "3")
+    one = train(image, "--workers", "1", "--framework", framework, "--epochs", "3")
     assert one.returncode == 0, one.stdout + one.stderr
     alone = ranks(one.stdout)[0]
     assert alone["initial"] == got[0]["initial"]
@@ -98,12 +111,9 @@ def test_two_workers_agree_learn_and_match_one_worker(framework, image):
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_a_killed_worker_stops_the_run_within_30_s_and_leaves_nothing(framework, image):
     """docker kill of worker 1 mid-run: non-zero exit within 30 s, one line naming it, nothing left."""
-    env = dict(os.environ, PYTHONPATH=str(SRC))
-    env.pop("DLLAB_WORKERS_SRC", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dllab.workers", "--variant", "cpu", "--workers", "2",
-         "--framework", framework, "--epochs", "1000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        command(image, "--workers", "2", "--framework", framework, "--epochs", "1000"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
     )  # fmt: skip
     lines: list[str] = []
     started = threading.Event()
