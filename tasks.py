@@ -590,8 +590,36 @@ def hub_remove_volumes(c, yes=False):
         raise Exit(code=result.exited)
 
 
+SHELL_SCRIPTS = [
+    "docker/dllab-start",
+    "docker/profile.sh",
+    "docker/apt-ensure",
+    ".ci/run",
+    ".ci/engine",
+]
+DOCKERFILES = ["docker/Dockerfile", "docker/wheelhouse.Dockerfile"]
+
+
+@task
+def lint(c):
+    """Run every check that needs no engine: ruff, hadolint, shellcheck, the locks, mypy."""
+    checks = {
+        "ruff": ["ruff", "check", "."],
+        "ruff format": ["ruff", "format", "--check", "."],
+        "hadolint": ["hadolint", *DOCKERFILES],
+        "shellcheck": ["shellcheck", *SHELL_SCRIPTS],
+        "locks": [PYTHON, "-m", "dllab.locks", "check"],
+        "mypy": [PYTHON, "-m", "mypy"],
+    }
+    failed = [
+        name for name, cmd in checks.items() if c.run(quote(cmd), warn=True, pty=False).failed
+    ]
+    if failed:
+        raise _fail(f"lint failed: {', '.join(failed)} (see above)", code=1)
+
+
 ns = Collection(
     lock, wheelhouse, build, lab, tensorboard, test, doctor, bench, clean, train, hub,
-    hub_remove_volumes,
+    hub_remove_volumes, lint,
 )  # fmt: skip
 ns.configure({"run": {"echo": True}})

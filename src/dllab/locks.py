@@ -29,8 +29,10 @@ def source(variant: variants.Variant, pyproject: Path = PYPROJECT) -> list[str]:
     try:
         extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{pyproject.name} is not valid TOML ({exc}): fix it, then relock") from None
-    lines = []
+        raise UserError(
+            f"{pyproject.name} is not valid TOML ({exc}): fix it, then relock"
+        ) from None
+    lines: list[str] = []
     for req in extras[variant.name]:
         lines += extras[req[6:-1]] if req.startswith("dllab[") else [req]
     return lines
