@@ -68,8 +68,10 @@ def _image(c, variant: variants.Variant) -> None:
 
 def _gpus(c, variant: variants.Variant) -> bool:
     """Whether the engine can hand the variant's accelerator to a container."""
-    if not variant.gpu_runtime:
+    if not variant.gpu_args:
         return False
+    if not variant.gpu_runtime:  # devices passed as they are (e.g. --device), no runtime needed
+        return True
     result = c.run("docker info --format '{{json .Runtimes}}'", hide=True, warn=True)
     return result.ok and variant.gpu_runtime in result.stdout
 
@@ -190,7 +192,8 @@ def wheelhouse(c, variant="cpu", platform=None):
     index = variants.torch_index(chosen)
     cmd = [
         PYTHON, "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes",
-        "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+        "--only-binary=:all:", "--python-version", variants.PYTHON_MINOR, "--implementation", "cp",
+        "--abi", variants.PYTHON_ABI,
     ]  # fmt: skip
     for tag in variants.PLATFORMS[platform].wheel_tags:
         cmd += ["--platform", tag]
@@ -214,8 +217,8 @@ def wheelhouse(c, variant="cpu", platform=None):
 def _native_env(c, variant: variants.Variant) -> None:
     """The native environment: conda/mamba from environment.yml where one is installed, else a venv."""
     conda = next((tool for tool in ("mamba", "conda") if shutil.which(tool)), None)
-    if conda and variant.name == "metal":
-        c.run(f"{conda} env update --name dllab-{variant.name} --file environment.yml --prune")
+    if conda and variant.conda_file:
+        c.run(f"{conda} env update --name dllab-{variant.name} --file {variant.conda_file} --prune")
         c.run(
             f"{conda} run --name dllab-{variant.name} pip install --no-deps --no-build-isolation -e ."
         )
@@ -231,7 +234,7 @@ def _native_env(c, variant: variants.Variant) -> None:
 def _native(variant: variants.Variant, command: str) -> str:
     """`command` run in the variant's native environment, with the variables it promises."""
     conda = next((tool for tool in ("mamba", "conda") if shutil.which(tool)), None)
-    if conda and variant.name == "metal":
+    if conda and variant.conda_file:
         return f"{conda} run --no-capture-output --name dllab-{variant.name} {command}"
     env = " ".join(
         f"{k}={v}"

@@ -16,8 +16,7 @@ from dllab import variants
 from dllab.errors import UserError
 
 PYPROJECT = variants.ROOT / "pyproject.toml"
-# Debian bookworm's python, the image base: the oldest Python every lock must install on.
-PYTHON = "3.11.2"
+PYTHON = variants.PYTHON
 DIGEST_PREFIX = "# dllab-source-digest: "
 # The digest of the lock's own text above this line: a pin or hash cut short, or edited by
 # hand, no longer matches it.
@@ -72,8 +71,8 @@ def write(variant: variants.Variant, platform: str, find_links: list[str]) -> Pa
     )
     text = lock.read_text() + f"{DIGEST_PREFIX}{digest(variant, platform)}\n"
     lock.write_text(text + f"{CONTENT_PREFIX}{content_digest(text)}\n")
-    if variant.name == "metal":
-        ENVIRONMENT_YML.write_text(environment_yml(variant, platform))
+    if variant.conda_file:
+        (variants.ROOT / variant.conda_file).write_text(environment_yml(variant, platform))
     return lock
 
 
@@ -162,7 +161,7 @@ def check_wheels_command(variant: variants.Variant, platform: str, report: Path)
     cmd = [
         sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--no-deps",
         "--only-binary=:all:", "--ignore-installed", "--require-hashes",
-        "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+        "--python-version", variants.PYTHON_MINOR, "--implementation", "cp", "--abi", variants.PYTHON_ABI,
         "--target", str(report.parent / "target"), "--report", str(report),
         "-r", str(variant.lock(platform)),
     ]  # fmt: skip

@@ -1,4 +1,15 @@
-"""The one registry of dllab variants: what each installs, where it runs, what it promises."""
+"""The one registry of dllab variants: what each installs, where it runs, what it promises.
+
+Adding a variant (say `rocm`) is:
+1. one `Variant(...)` row below: its accelerator, runtimes, lock platforms, frameworks, the
+   environment it sets, the engine runtime and `docker run` arguments that give it its device;
+2. its extra in pyproject.toml, then `invoke lock --variant rocm` (writes locks/rocm-*.txt);
+3. for Docker: a final stage `FROM lab AS rocm` in docker/Dockerfile with its ENV (a unit test
+   compares it with the row), and `.devcontainer/rocm/devcontainer.json`;
+4. a job named after it in .github/workflows/ci.yml, where a runner has its device.
+Tasks, tests, build arguments, docs and the doctor read everything else from the row
+(tests/unit/test_variants.py builds a fake fourth variant's commands to prove it).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCKS = ROOT / "locks"
 
 ACCELERATORS = ("cpu", "cuda", "mps")
+# Debian bookworm's python, the images' base: every lock resolves for it.
+PYTHON = "3.11.2"
+PYTHON_MINOR = ".".join(PYTHON.split(".")[:2])  # pip download --python-version
+PYTHON_ABI = "cp" + PYTHON_MINOR.replace(".", "")  # pip download --abi
 RUNTIMES = ("docker", "native")
 
 
@@ -71,6 +86,10 @@ class Variant:
     # the accelerator to a container.
     gpu_runtime: str = ""
     gpu_args: tuple[str, ...] = ()
+    # Natively, conda/mamba builds it from this file where one is installed (else a venv from
+    # the lock); `invoke lock` writes it.
+    conda_file: str = ""
+    elsewhere: str = ""  # what to use on a platform it has no lock for
 
     @property
     def image(self) -> str:
@@ -130,6 +149,8 @@ VARIANTS = {
             frameworks=("tensorflow", "torch", "keras"),
             summary="Apple silicon, natively: tensorflow-metal + torch MPS",
             env=(("PYTORCH_ENABLE_MPS_FALLBACK", "1"),),
+            conda_file="environment.yml",
+            elsewhere="use --variant cpu, or --variant cuda on a machine with an NVIDIA GPU",
         ),
     )
 }
@@ -163,10 +184,12 @@ def check_runtime(variant: Variant, runtime: str | None = None, host: str | None
             f"variant {variant.name} runs {' or '.join(variant.runtimes)} only, not {runtime}"
         )
     if runtime == "native" and host not in variant.platforms:
-        if variant.name == "metal":
+        if variant.runtimes == ("native",):
+            where = " or ".join(
+                p.replace("macos", "macOS").replace("-", " ") for p in variant.platforms
+            )
             raise UserError(
-                f"metal is native macOS arm64 only (this is {host}): "
-                "use --variant cpu, or --variant cuda on a machine with an NVIDIA GPU"
+                f"{variant.name} is native {where} only (this is {host}): {variant.elsewhere}"
             )
         raise UserError(
             f"variant {variant.name} has no native lock for {host}: "

@@ -76,3 +76,43 @@ def test_torch_index_can_be_overridden_even_to_nothing(monkeypatch):
     assert variants.torch_index(cpu) == cpu.torch_index
     monkeypatch.setenv("DLLAB_TORCH_INDEX", "")
     assert variants.torch_index(cpu) == ""
+
+
+def test_a_fourth_variant_is_one_row_tasks_build_its_commands_from(monkeypatch, tmp_path):
+    """A fake `rocm` row (plus its lock) is enough for build, lab, test and doctor to build its
+    commands: its stage, lock, devices and tag, with no other file changed."""
+    import re
+
+    from invoke import MockContext, Result
+
+    import tasks
+
+    rocm = variants.Variant(
+        name="rocm", accelerator="cuda", runtimes=("docker",), platforms=("linux-x86_64",),
+        frameworks=("tensorflow", "torch"), summary="AMD GPUs through ROCm",
+        gpu_args=("--device", "/dev/kfd", "--device", "/dev/dri"),
+    )  # fmt: skip
+    monkeypatch.setitem(variants.VARIANTS, "rocm", rocm)
+    monkeypatch.setattr(variants, "LOCKS", tmp_path)
+    monkeypatch.setattr(tasks.locks, "stale", lambda variant, platform: None)
+    monkeypatch.setattr(tasks.locks, "digest", lambda variant, platform: "sha256:rocm")
+    monkeypatch.setenv("DLLAB_STATE", str(tmp_path / "state"))
+    monkeypatch.setattr(tasks.time, "sleep", lambda s: None)
+    c = MockContext(
+        run={re.compile("docker container inspect.*"): Result(exited=1),
+             re.compile(".*"): Result(stdout="ok")},
+        repeat=True,
+    )  # fmt: skip
+    tasks.build(c, variant="rocm")
+    tasks.lab(c, variant="rocm", work=str(tmp_path / "work"))
+    tasks.test(c, variant="rocm")
+    tasks.doctor(c, variant="rocm")
+    runs = [call.args[0] for call in c.run.call_args_list]
+    [build] = [cmd for cmd in runs if cmd.startswith("docker build")]
+    assert "--target rocm" in build and "--build-arg PLATFORM=linux-x86_64" in build
+    assert "--tag dllab:rocm" in build
+    started = [cmd for cmd in runs if cmd.startswith("docker run")]
+    assert len(started) == 3
+    assert all(
+        "--device /dev/kfd --device /dev/dri" in cmd and "dllab:rocm" in cmd for cmd in started
+    )
