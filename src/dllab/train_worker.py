@@ -167,12 +167,31 @@ def train_torch(args, X, y, init) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+def tf_config_from(env) -> str | None:
+    """TF_CONFIG as given, or made from DLLAB_TF_WORKERS (host:port,...) and this pod's index.
+
+    On Kubernetes an Indexed Job (a JobSet's) gives each pod JOB_COMPLETION_INDEX, and its peers
+    have predictable DNS names: deploy/k8s lists them in DLLAB_TF_WORKERS, and this makes the
+    TF_CONFIG MultiWorkerMirroredStrategy reads.
+    """
+    if env.get("TF_CONFIG"):
+        return env["TF_CONFIG"]
+    hosts = [h for h in env.get("DLLAB_TF_WORKERS", "").split(",") if h]
+    if not hosts:
+        return None
+    index = int(env.get("JOB_COMPLETION_INDEX", env.get("DLLAB_TF_INDEX", "0")))
+    return json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
+
+
 def train_tensorflow(args, X, y, init) -> dict:
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads())
     tf.config.threading.set_inter_op_parallelism_threads(threads())
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    tf_config = tf_config_from(os.environ)
+    if tf_config:
+        os.environ["TF_CONFIG"] = tf_config  # MultiWorkerMirroredStrategy reads it from there
+    config = json.loads(tf_config or "{}")
     world = len(config.get("cluster", {}).get("worker", [])) or 1
     rank = int(config.get("task", {}).get("index", 0))
     gpus = tf.config.list_physical_devices("GPU")
