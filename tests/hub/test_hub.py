@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import pytest
+import requests
 
 from tests.hub.client import PREFIX, TENSORFLOW_STEP, TORCH_STEP, KernelDied, train
 
@@ -78,6 +79,31 @@ def test_a_kernel_past_the_memory_limit_dies_while_server_and_hub_answer(hub, le
     assert server.get("/api/status").status_code == 200
     assert hub.api("GET", "/").status_code == 200
     assert inspect(f"{PREFIX}-bob")["State"]["Running"]
+
+
+def form(session: requests.Session, url: str, **fields: str) -> requests.Response:
+    """POST a hub form the way a browser does: with the _xsrf token from the page's cookie."""
+    session.get(url, timeout=30)
+    fields["_xsrf"] = session.cookies.get("_xsrf", "")
+    return session.post(url, data=fields, timeout=30, allow_redirects=False)
+
+
+def test_learners_sign_up_and_log_in_once_the_teacher_approves(hub):
+    """NativeAuthenticator: the admin named by --admin is approved on sign-up; a learner only
+    after the admin approves them at /hub/authorize."""
+    password = "dllab-course-2026!"
+    teacher, carol = requests.Session(), requests.Session()
+    for session, name in ((teacher, "teacher"), (carol, "carol")):
+        signed = form(session, f"{hub.url}/hub/signup", username=name, signup_password=password,
+                      signup_password_confirmation=password)  # fmt: skip
+        assert signed.status_code == 200, signed.text[-500:]
+    assert form(teacher, f"{hub.url}/hub/login", username="teacher", password=password).status_code == 302  # fmt: skip
+    refused = form(carol, f"{hub.url}/hub/login", username="carol", password=password)
+    assert refused.status_code == 200 and "has not been authorized" in refused.text
+    approved = teacher.get(f"{hub.url}/hub/authorize/carol", timeout=30, allow_redirects=False)
+    assert approved.status_code == 302
+    assert form(carol, f"{hub.url}/hub/login", username="carol", password=password).status_code == 302  # fmt: skip
+    assert carol.get(f"{hub.url}/hub/authorize/carol", timeout=30, allow_redirects=False).status_code == 403  # fmt: skip
 
 
 def test_work_stays_in_each_learners_volume_across_server_and_hub_restarts(hub, learners):
