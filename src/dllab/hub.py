@@ -204,6 +204,18 @@ def gpu_runtime(info: dict) -> bool:
     return "nvidia" in (info.get("Runtimes") or {})
 
 
+def gpu_ids() -> str:
+    """The GPUs to hand out, one per learner's server: DLLAB_HUB_GPUS, else nvidia-smi's list."""
+    if os.environ.get("DLLAB_HUB_GPUS"):
+        return os.environ["DLLAB_HUB_GPUS"]
+    if shutil.which("nvidia-smi"):
+        listed = _run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"])
+        ids = [line.strip() for line in listed.stdout.splitlines() if line.strip().isdigit()]
+        if listed.returncode == 0 and ids:
+            return ",".join(ids)
+    return "0"
+
+
 # --- start / stop / remove-volumes ----------------------------------------------------------------
 
 
@@ -277,6 +289,7 @@ def hub_env(
         "DLLAB_HUB_PROXY": str(paths.proxy),
         "DLLAB_HUB_API_TOKEN": paths.token.read_text().strip(),
         "DLLAB_HUB_GPU": "1" if gpu else "0",
+        **({"DLLAB_HUB_GPUS": gpu_ids()} if gpu else {}),
     }
 
 
