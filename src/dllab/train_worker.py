@@ -324,16 +324,22 @@ def train_keras_jax(args, X, y, init) -> dict:
 TRAIN = {"torch": train_torch, "tensorflow": train_tensorflow, "keras-jax": train_keras_jax}
 
 
+def say(line: str) -> None:
+    """One line in one write: workers sharing a pipe (torchrun's N local processes) never split it."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def ready(rank: int, world: int, engine: str) -> float:
     """Say this worker is about to take its first step; return its start-up seconds."""
     startup = time.perf_counter() - STARTED
-    print(f"rank {rank} of {world}: {engine}, first step after {startup:.1f} s", flush=True)
+    say(f"rank {rank} of {world}: {engine}, first step after {startup:.1f} s")
     return startup
 
 
 def progress(rank: int, epoch: int, epochs: int, seconds: float, args) -> None:
     if rank == 0:
-        print(f"epoch {epoch}/{epochs}: {seconds:.3f} s", flush=True)
+        say(f"epoch {epoch}/{epochs}: {seconds:.3f} s")
 
 
 def samples_per_second(epoch_seconds: list[float], samples: int) -> float | None:
@@ -380,7 +386,7 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     result = run(args)
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    say(RESULT_PREFIX + json.dumps(result))
     return 0
 
 
