@@ -61,9 +61,11 @@ def _engine(c) -> None:
         )
 
 
-def _image(c, variant: variants.Variant) -> None:
-    if not c.run(quote(["docker", "image", "inspect", variant.image]), hide=True, warn=True).ok:
-        raise _fail(f"no image {variant.image}: run `invoke build --variant {variant.name}`")
+def _image(c, variant: variants.Variant, platform: str | None = None) -> None:
+    image = containers.image_tag(variant, platform) if platform else variant.image
+    if not c.run(quote(["docker", "image", "inspect", image]), hide=True, warn=True).ok:
+        also = f" --platform {platform}" if image != variant.image else ""
+        raise _fail(f"no image {image}: run `invoke build --variant {variant.name}{also}`")
 
 
 def _gpus(c, variant: variants.Variant) -> bool:
@@ -76,10 +78,10 @@ def _gpus(c, variant: variants.Variant) -> bool:
     return result.ok and variant.gpu_runtime in result.stdout
 
 
-def _ready_image(c, variant: variants.Variant) -> bool:
+def _ready_image(c, variant: variants.Variant, platform: str | None = None) -> bool:
     """Check the engine and image; say whether to pass the GPUs."""
     _engine(c)
-    _image(c, variant)
+    _image(c, variant, platform)
     return _gpus(c, variant)
 
 
@@ -176,15 +178,20 @@ def lock(c, variant=None, check=False, find_links=None):
 
 
 def _platform(variant: variants.Variant, platform: str | None) -> str:
-    platform = platform or variant.platforms[0]
-    if platform not in variant.platforms:
-        raise _fail(
-            f"{variant.name} has no lock for {platform}: choose one of {', '.join(variant.platforms)}"
-        )
-    return platform
+    """The lock platform of a Docker task: --platform, else what this machine's Docker runs."""
+    try:
+        return variants.docker_platform(variant, platform)
+    except UserError as exc:
+        raise _fail(str(exc)) from None
 
 
-@task(help={"variant": VARIANT_HELP, "platform": "lock platform (default: the variant's first)"})
+PLATFORM_HELP = (
+    "lock platform, e.g. linux-aarch64 (default: this machine's; another is tagged "
+    "dllab:<variant>-<platform>)"
+)
+
+
+@task(help={"variant": VARIANT_HELP, "platform": PLATFORM_HELP})
 def wheelhouse(c, variant="cpu", platform=None):
     """Download every wheel of a variant's lock, as a folder and an image, for offline builds."""
     chosen, _ = _variant(variant, "docker")
@@ -250,7 +257,7 @@ def _native(variant: variants.Variant, command: str) -> str:
 @task(
     help={
         "variant": VARIANT_HELP,
-        "platform": "lock platform (default: the variant's first)",
+        "platform": PLATFORM_HELP,
         "offline": "build with no network, from the wheels `invoke wheelhouse` downloaded",
     }
 )
@@ -287,12 +294,15 @@ def build(c, variant="cpu", platform=None, offline=False):
         "port": "host port, on 127.0.0.1 (default 8888; the next free one if busy)",
         "work": "your work directory, mounted at /work (default ./work; never deleted)",
         "stop": "stop your running lab instead (gracefully: kernels shut down)",
+        "platform": PLATFORM_HELP,
     }
 )
-def lab(c, variant="cpu", port="8888", work="work", stop=False):
+def lab(c, variant="cpu", port="8888", work="work", stop=False, platform=None):
     """Start JupyterLab with the labs, on 127.0.0.1 with a token; print its URL."""
     chosen, runtime = _variant(variant)
     port = _port(port)
+    if runtime != "native":
+        platform = _platform(chosen, platform)
     if runtime == "native":
         c.run(
             _native(
@@ -319,7 +329,7 @@ def lab(c, variant="cpu", port="8888", work="work", stop=False):
         print(f"your {chosen.name} lab is already running: {lab_info['url']}")
         print(f"your work: {lab_info['work']}  (stop: invoke lab --stop --variant {chosen.name})")
         return
-    gpus = _ready_image(c, chosen)
+    gpus = _ready_image(c, chosen, platform)
     if chosen.gpu_runtime and not gpus:
         raise _fail(
             f"the {chosen.name} lab needs the engine's {chosen.gpu_runtime} runtime (NVIDIA Container "
@@ -336,7 +346,7 @@ def lab(c, variant="cpu", port="8888", work="work", stop=False):
     token = secrets.token_urlsafe(24)
     # The token travels in docker's environment, never its argv (see containers.lab_command).
     c.run(
-        quote(containers.lab_command(chosen, free, path, owner, name, gpus)),
+        quote(containers.lab_command(chosen, free, path, owner, name, gpus, platform)),
         hide="stdout",
         env={"JUPYTER_TOKEN": token},
     )
@@ -359,11 +369,14 @@ def lab(c, variant="cpu", port="8888", work="work", stop=False):
         "variant": f"run tests/env and the labs inside this variant ({VARIANT_HELP}); "
         "default: the host suite, with image tests when an engine answers",
         "pytest_args": "extra arguments for pytest",
+        "platform": "with --variant: " + PLATFORM_HELP,
     }
 )
-def test(c, variant=None, pytest_args=""):
+def test(c, variant=None, pytest_args="", platform=None):
     """Run the tests: on this machine, or inside the <variant> environment expecting its accelerator."""
     extra = shlex.split(pytest_args)
+    if platform and variant is None:
+        raise _fail("--platform names an image: use it with --variant (e.g. --variant cpu)")
     if variant is None:
         c.run(quote([PYTHON, "-m", "pytest", *extra]), pty=False)
         return
@@ -372,11 +385,13 @@ def test(c, variant=None, pytest_args=""):
     if runtime == "native":
         c.run(_native(chosen, quote(["python", "-m", "pytest", *suites, *extra])))
         return
-    gpus = _ready_image(c, chosen)
+    platform = _platform(chosen, platform)
+    gpus = _ready_image(c, chosen, platform)
     command = ["python", "-m", "pytest", "-p", "no:cacheprovider", *suites, *extra]
+    options = ["--workdir", "/opt/dllab"]
     c.run(
         quote(
-            containers.run_command(chosen, command, gpus=gpus, options=["--workdir", "/opt/dllab"])
+            containers.run_command(chosen, command, gpus=gpus, options=options, platform=platform)
         ),
         pty=False,
     )
@@ -388,10 +403,13 @@ def test(c, variant=None, pytest_args=""):
         "expect": "accelerator every framework must see: cpu, cuda or mps",
         "train": "also run a real training step per framework",
         "json": "print JSON",
+        "platform": "with --variant: " + PLATFORM_HELP,
     }
 )
-def doctor(c, variant=None, expect=None, train=False, json=False):
+def doctor(c, variant=None, expect=None, train=False, json=False, platform=None):
     """Show what each framework sees, and how to fix what is not the promise."""
+    if platform and variant is None:
+        raise _fail("--platform names an image: use it with --variant (e.g. --variant cpu)")
     flags = [*(["--expect", expect] if expect else []), *(["--train"] if train else []),
              *(["--json"] if json else [])]  # fmt: skip
     command = ["python", "-m", "dllab", "doctor", *flags]
@@ -407,10 +425,10 @@ def doctor(c, variant=None, expect=None, train=False, json=False):
         if runtime == "native":
             result = c.run(_native(chosen, quote(command)), warn=True, pty=False)
         else:
-            gpus = _ready_image(c, chosen)
-            result = c.run(
-                quote(containers.run_command(chosen, command, gpus=gpus)), warn=True, pty=False
-            )
+            platform = _platform(chosen, platform)
+            gpus = _ready_image(c, chosen, platform)
+            run = containers.run_command(chosen, command, gpus=gpus, platform=platform)
+            result = c.run(quote(run), warn=True, pty=False)
     if result.failed:
         raise Exit(code=result.exited)
 
@@ -439,14 +457,17 @@ def bench(c, variant=None, runtime=None, quick=False, environment=False):
     if runtime == "native":
         c.run(_native(chosen, quote(["python", "-m", "dllab", "bench", *flags])), pty=False)
         return
-    gpus = _ready_image(c, chosen)
+    platform = _platform(chosen, None)
+    gpus = _ready_image(c, chosen, platform)
     owner = Owner.current()
     out = _work_dir(c, str(ROOT / ".bench"), owner)
-    platform = chosen.platforms[0]
     options = [*containers.bind(out, "/work/.bench"), "--env",
                f"DLLAB_LOCK_DIGEST={locks.digest(chosen, platform)}"]  # fmt: skip
     command = ["python", "-m", "dllab", "bench", *flags, "--out", "/work/.bench"]
-    c.run(quote(containers.run_command(chosen, command, owner, gpus, options)), pty=False)
+    c.run(
+        quote(containers.run_command(chosen, command, owner, gpus, options, platform=platform)),
+        pty=False,
+    )
     if environment:
         c.run(
             quote(
@@ -599,6 +620,7 @@ SHELL_SCRIPTS = [
     "docker/apt-ensure",
     ".ci/run",
     ".ci/engine",
+    ".ci/arm64",
 ]
 DOCKERFILES = ["docker/Dockerfile", "docker/wheelhouse.Dockerfile"]
 

@@ -95,10 +95,29 @@ def wheels_image(variant: Variant, platform: str) -> str:
 
 
 def wheels_image_command(variant: Variant, platform: str) -> list[str]:
+    docker_platform = variants.PLATFORMS[platform].docker
+    # Marked as the build it feeds: an arm64 build copies from an arm64 image.
+    marked = ["--platform", docker_platform] if docker_platform else []
     return [
-        "docker", "build", "--network", "none", "--quiet", "--tag", wheels_image(variant, platform),
+        "docker", "build", "--network", "none", "--quiet", *marked,
+        "--tag", wheels_image(variant, platform),
         "--file", str(ROOT / "docker" / "wheelhouse.Dockerfile"), str(wheelhouse(variant, platform)),
     ]  # fmt: skip
+
+
+def image_tag(variant: Variant, platform: str, host: str | None = None) -> str:
+    """dllab:cpu for the platform this machine's Docker runs natively; dllab:cpu-linux-aarch64 for
+    another, so an emulated build never replaces the image you use."""
+    if platform == variants.engine_platform(host):
+        return variant.image
+    return f"{variant.image}-{platform}"
+
+
+def run_platform(platform: str | None, host: str | None = None) -> list[str]:
+    """`--platform` for `docker run` of another platform's image (none for the engine's own)."""
+    if not platform or platform == variants.engine_platform(host):
+        return []
+    return ["--platform", variants.PLATFORMS[platform].docker or platform]
 
 
 def image_ids_file(variant: Variant, platform: str, revision: str) -> Path:
@@ -124,6 +143,8 @@ def build_command(
         ("REVISION", revision),
         ("LOCK_DIGEST", locks.digest(variant, platform)),
         *([("WHEELHOUSE", wheels_image(variant, platform))] if offline else []),
+        # Another base image (CI's local arm64 debootstrap): DLLAB_BASE.
+        *([("BASE", os.environ["DLLAB_BASE"])] if os.environ.get("DLLAB_BASE") else []),
     ):
         cmd += ["--build-arg", f"{arg}={value}"]
     docker_platform = variants.PLATFORMS[platform].docker
@@ -132,7 +153,8 @@ def build_command(
     if offline:
         cmd += ["--network", "none"]
     if tags is None:
-        tags = (variant.image, f"{variant.image}-{revision}")
+        tag = image_tag(variant, platform)
+        tags = (tag, f"{tag}-{revision}")
         cmd += ["--iidfile", str(image_ids_file(variant, platform, revision))]
     for tag in tags:
         cmd += ["--tag", tag]
@@ -146,9 +168,13 @@ def run_command(
     gpus: bool = False,
     options: list[str] | None = None,
     image: str | None = None,
+    platform: str | None = None,
 ) -> list[str]:
-    """`docker run --rm` of `command` in the variant's image, hardened, as `owner` if given."""
-    cmd = ["docker", "run", "--rm", *HARDENING, "--shm-size", "2g"]
+    """`docker run --rm` of `command` in the variant's image (its `platform` build, if given),
+    hardened, as `owner` if given."""
+    cmd = ["docker", "run", "--rm", *HARDENING, "--shm-size", "2g", *run_platform(platform)]
+    if platform and not image:
+        image = image_tag(variant, platform)
     if owner:
         cmd += ["--user", owner.user, "--group-add", str(USERS_GID), *owner.labels()]
     if gpus:
@@ -157,7 +183,13 @@ def run_command(
 
 
 def lab_command(
-    variant: Variant, port: int, work: Path, owner: Owner, name: str, gpus: bool
+    variant: Variant,
+    port: int,
+    work: Path,
+    owner: Owner,
+    name: str,
+    gpus: bool,
+    platform: str | None = None,
 ) -> list[str]:
     """`docker run` for JupyterLab: 127.0.0.1 only, as `owner`, token taken from the environment."""
     cmd = [
@@ -173,6 +205,8 @@ def lab_command(
     ]  # fmt: skip
     if gpus:
         cmd += list(variant.gpu_args)
+    if platform:
+        return [*cmd, *run_platform(platform), image_tag(variant, platform)]
     return [*cmd, variant.image]
 
 

@@ -173,6 +173,36 @@ def host_platform() -> str:
     return f"{system}-{machine}"
 
 
+def engine_platform(host: str | None = None) -> str:
+    """The Linux platform a Docker engine on `host` (default: this machine) runs natively.
+
+    Docker Desktop runs a Linux VM of the Mac's own architecture: macos-arm64 -> linux-aarch64."""
+    host = host or host_platform()
+    system, _, machine = host.partition("-")
+    if system == "linux":
+        return host
+    return "linux-" + {"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine)
+
+
+def docker_platform(variant: Variant, platform: str | None = None, host: str | None = None) -> str:
+    """The lock platform to build or run `variant`'s image for: `platform`, else the engine's own;
+    a UserError in one line when the variant has no lock for it, with what to use instead."""
+    native = engine_platform(host)
+    chosen = platform or native
+    if chosen in variant.platforms:
+        return chosen
+    if platform:
+        raise UserError(
+            f"{variant.name} has no lock for {chosen}: choose one of {', '.join(variant.platforms)}"
+        )
+    others = [v.name for v in VARIANTS.values() if v.dockerized and native in v.platforms]
+    instead = f"use --variant {' or '.join(others)} here, or " if others else ""
+    raise UserError(
+        f"{variant.name} has no lock for {native} (this machine's Docker): {instead}"
+        f"build {variant.name} on a {' or '.join(variant.platforms)} machine"
+    )
+
+
 def check_runtime(variant: Variant, runtime: str | None = None, host: str | None = None) -> str:
     """The runtime to use for `variant` on `host`, or a UserError saying what to do instead."""
     runtime = runtime or variant.runtimes[0]

@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from dllab import locks, variants
 from dllab.variants import ROOT
 from tests.support import missing
 
@@ -28,7 +29,7 @@ def cli(client):
 
 def env_for(client, variant: str) -> dict:
     """Offline when the variant's wheels image exists, as `invoke build --offline` is."""
-    image = f"dllab-wheels:{variant}-linux-x86_64"
+    image = f"dllab-wheels:{variant}-{variants.engine_platform()}"
     env = dict(os.environ)
     if client.images.list(name=image):
         env["DLLAB_WHEELHOUSE"] = image
@@ -74,6 +75,18 @@ def test_cpu_devcontainer_opens_and_its_frameworks_see_and_train_on_the_cpu(cpu_
     train = cpu_devcontainer("python", "-m", "dllab", "train", "keras[torch]", "--expect", "cpu")
     assert train.returncode == 0, train.stdout + train.stderr
     assert json.loads(train.stdout)["failures"] == []
+
+
+def test_the_devcontainer_installed_the_lock_of_the_machine_it_was_built_on(cpu_devcontainer):
+    """No PLATFORM in the config: the venv holds the lock of this engine's platform
+    (linux-aarch64 on an Apple-silicon Mac), named by its digest line."""
+    platform = variants.engine_platform()
+    lock = cpu_devcontainer("cat", "/opt/venv/dllab-lock.txt")
+    assert lock.returncode == 0, lock.stderr
+    assert locks.recorded(lock.stdout, locks.DIGEST_PREFIX) == locks.digest(
+        variants.get("cpu"), platform
+    ), f"the devcontainer did not install locks/cpu-{platform}.txt"
+    assert lock.stdout == variants.get("cpu").lock(platform).read_text()
 
 
 def test_the_workspace_is_installed_editable_as_the_non_root_user(cpu_devcontainer):

@@ -21,12 +21,29 @@ def config(variant: str) -> dict:
     "variant", [v for v in variants.VARIANTS.values() if v.dockerized], ids=lambda v: v.name
 )
 def test_devcontainer_builds_the_variant_stage_with_the_registry_args(variant):
-    """Target, VARIANT, PLATFORM and TORCH_INDEX match what `invoke build` passes."""
+    """Target, VARIANT and TORCH_INDEX match what `invoke build` passes; no PLATFORM is set."""
     build = config(variant.name)["build"]
     assert build["target"] == variant.name
     assert build["args"]["VARIANT"] == variant.name
-    assert build["args"]["PLATFORM"] == variant.platforms[0]
     assert build["args"]["TORCH_INDEX"] == variant.torch_index
+    # VS Code on an Apple-silicon Mac must build the arm64 image with no setting to change.
+    assert "PLATFORM" not in build["args"]
+
+
+def test_without_platform_the_dockerfile_picks_the_lock_of_the_machine_it_builds_on():
+    """PLATFORM defaults to empty and the venv stage reads linux-$(uname -m) instead, with plain
+    shell (the legacy builder has no TARGETARCH); the lock it used stays in the venv."""
+    text = (ROOT / "docker" / "Dockerfile").read_text()
+    venv = text.split("FROM base AS venv\n", 1)[1].split("\nFROM ", 1)[0]
+    assert re.search(r'^ARG PLATFORM=""$', venv, re.M)
+    assert not re.search(r"^ARG TARGET|\$\{?TARGET", text, re.M)
+    assert "${VARIANT}-${PLATFORM:-linux-$(uname -m)}.txt" in venv
+    assert "COPY locks/${VARIANT}-linux-*.txt /tmp/locks/" in venv
+    assert 'cp "$lock" /opt/venv/dllab-lock.txt' in venv
+    # Every Linux lock the glob copies is one a `uname -m` can name.
+    for variant in variants.VARIANTS.values():
+        if variant.dockerized:
+            assert all(p.startswith("linux-") for p in variant.platforms)
 
 
 def test_devcontainers_run_as_the_non_root_lab_user_with_jupyter_forwarded():
