@@ -63,6 +63,7 @@ class Plan:
     threads: int = 1  # OMP_NUM_THREADS per worker: the host's cores shared out
     extra_env: tuple[tuple[str, str], ...] = ()
     mounts: tuple[str, ...] = ()  # --volume specs (development: a source tree, read-only)
+    train_extra: tuple[str, ...] = ()  # more train_worker flags (benchmarks: --hidden, --samples)
 
     def container(self, rank: int) -> str:
         return f"{self.network}-w{rank}"
@@ -96,7 +97,10 @@ def network_command(plan: Plan) -> list[str]:
 
 
 def train_args(plan: Plan) -> list[str]:
-    return ["-m", "dllab.train_worker", "--framework", plan.framework, "--epochs", str(plan.epochs)]
+    return [
+        "-m", "dllab.train_worker", "--framework", plan.framework, "--epochs", str(plan.epochs),
+        *plan.train_extra,
+    ]  # fmt: skip
 
 
 def launcher(plan: Plan, rank: int) -> tuple[str, list[str], dict[str, str]]:
@@ -468,8 +472,9 @@ def execute(plan: Plan, out=sys.stdout, err=sys.stderr) -> int:
     try:
         run.start()
         failed = run.wait()
-        for reader in run.readers:
-            reader.join(timeout=5)
+        for reader, proc in zip(run.readers, run.procs, strict=True):
+            if proc.poll() is not None:  # a running peer's reader ends when cleanup stops it
+                reader.join(timeout=5)
         if failed is not None:
             print(f"--- last lines of worker {failed.rank} ({failed.container}) ---", file=err)
             for line in list(failed.lines)[-LAST_LINES:]:

@@ -302,3 +302,112 @@ def test_missing_image_is_one_line_and_exit_2(tmp_path):
         proc.stderr.strip()
         == "dllab: no image dllab:nope: build it with `invoke build --variant cpu`"
     )
+
+
+# --- the orchestration, against a fake `docker` ------------------------------------------------
+
+FAKE_DOCKER = r"""#!{python}
+import json, os, sys, time
+args = sys.argv[1:]
+log = os.environ["FAKE_DOCKER_LOG"]
+with open(log, "a") as f:
+    f.write(json.dumps(args) + "\n")
+pids = log + ".pids"
+if args[:2] == ["rm", "--force"]:  # like the engine: removing a container ends its `docker run`
+    for line in open(pids).read().split() if os.path.exists(pids) else []:
+        name, pid = line.split("=")
+        if name in args:
+            try:
+                os.kill(int(pid), 9)
+            except ProcessLookupError:
+                pass
+if args[0] != "run":
+    sys.exit(0)
+name = args[args.index("--name") + 1]
+with open(pids, "a") as f:
+    f.write(f"{{name}}={{os.getpid()}}\n")
+rank = int(name.rsplit("-w", 1)[1])
+mode = os.environ.get("FAKE_MODE", "agree")
+print(f"rank {{rank}} of 2: fake engine, first step after 0.1 s", flush=True)
+if mode == "fail" and rank == 1:
+    print("Traceback: the fake worker broke", flush=True)
+    sys.exit(3)
+if mode == "fail":
+    time.sleep(30)  # a healthy peer, waiting for the broken one: stopped by the orchestrator
+digest = "d1" if mode == "differ" and rank == 1 else "d0"
+print("epoch 1/1: 0.010 s", flush=True)
+result = dict(rank=rank, world=2, engine="fake", device="cpu", epoch_seconds=[0.01],
+              startup_seconds=0.1, framework="torch", initial_loss=1.5, loss=0.5,
+              digest=digest, norm=1.0, samples_per_second=1000.0)
+print("DLLAB_RESULT " + json.dumps(result), flush=True)
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path, monkeypatch):
+    folder = tmp_path / "fakebin"
+    folder.mkdir()
+    docker = folder / "docker"
+    docker.write_text(FAKE_DOCKER.format(python=sys.executable))
+    docker.chmod(0o755)
+    log = tmp_path / "docker.log"
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+
+    def calls() -> list[list[str]]:
+        return [json.loads(line) for line in log.read_text().splitlines()]
+
+    return calls
+
+
+def run_fake(monkeypatch, mode: str) -> tuple[int, str, str, workers.Plan]:
+    import io
+
+    monkeypatch.setenv("FAKE_MODE", mode)
+    p = plan("torch", 2)
+    out, err = io.StringIO(), io.StringIO()
+    code = workers.execute(p, out, err)
+    return code, out.getvalue(), err.getvalue(), p
+
+
+def test_execute_prints_each_rank_and_the_verdict_then_cleans_up(fake_docker, monkeypatch):
+    code, out, err, p = run_fake(monkeypatch, "agree")
+    assert code == 0, err
+    assert "rank 0: loss 1.500000 -> 0.500000000  weights d0" in out
+    assert "rank 1: loss 1.500000 -> 0.500000000  weights d0" in out
+    assert out.strip().splitlines()[-1] == "workers agree: 2 workers, weights d0"
+    calls = fake_docker()
+    assert calls[0][:2] == ["network", "create"] and calls[0][-1] == p.network
+    assert ["rm", "--force", f"{p.network}-w0", f"{p.network}-w1"] in calls
+    assert ["network", "rm", p.network] in calls
+
+
+def test_execute_says_what_differs(fake_docker, monkeypatch):
+    code, out, err, _ = run_fake(monkeypatch, "differ")
+    assert code == 1
+    assert out.strip().splitlines()[-1] == "workers differ: rank 1 weights d1 != rank 0 d0"
+
+
+def test_a_failing_worker_stops_the_run_names_itself_and_shows_its_last_lines(
+    fake_docker, monkeypatch
+):
+    import time
+
+    start = time.monotonic()
+    code, out, err, p = run_fake(monkeypatch, "fail")
+    assert time.monotonic() - start < 8, "the healthy peer was not stopped"
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert lines[-1] == (
+        f"dllab: worker 1 of 2 ({p.network}-w1) failed with exit code 3; "
+        "the other workers were stopped"
+    )
+    assert "  Traceback: the fake worker broke" in lines
+    assert ["rm", "--force", f"{p.network}-w0", f"{p.network}-w1"] in fake_docker()
+
+
+def test_extra_train_flags_reach_every_worker():
+    import dataclasses
+
+    p = dataclasses.replace(plan("tensorflow", 2), train_extra=("--hidden", "1024"))
+    assert workers.worker_command(p, 1)[-2:] == ["--hidden", "1024"]
