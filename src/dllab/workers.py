@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from dllab.errors import UserError
 
@@ -242,7 +243,9 @@ def first_failure(outcomes: Sequence[Outcome]) -> Outcome | None:
     return min(failed, key=lambda o: (o.finished_at or "9999", o.rank))
 
 
-def describe_exit(code: int) -> str:
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "no exit code"
     if code == 137:
         return "exit code 137 (killed)"
     if code == 143:
@@ -372,6 +375,7 @@ class Run:
         self.timeout = startup_timeout
 
     def _read(self, proc: subprocess.Popen, outcome: Outcome) -> None:
+        assert proc.stdout is not None
         for line in proc.stdout:
             line = line.rstrip("\n")
             outcome.lines.append(line)
@@ -510,7 +514,7 @@ def _raise_interrupt(signum, frame):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and exit 2, never a usage dump
+    def error(self, message: str) -> NoReturn:  # one line and exit 2, never a usage dump
         raise UserError(message)
 
 
