@@ -144,6 +144,10 @@ def render(report: dict) -> str:
         for row in rows
     ]
     lines.append("")
+    if facts.get("variant") in variants.TORCH_BY_PLATFORM:  # one torch per platform: say which
+        builds, why = variants.TORCH_BY_PLATFORM[facts["variant"]]
+        each = ", ".join(f"{p} {v}" for p, v in builds.items())
+        lines.append(f"torch in the {facts['variant']} variant: {each} ({why})")
     if not report["expect"]:
         lines.append("no accelerator expected (set --expect cpu|cuda|mps to check one)")
     elif report["problems"]:

@@ -156,6 +156,18 @@ VARIANTS = {
 }
 
 
+# Where a variant's torch differs by platform, and why (doctor prints it; a unit test checks it
+# against the locks). cpu: PyPI's CPU-only aarch64 torch builds end at 2.10 (2.11+ there are CUDA
+# 13 builds); the matching 2.13.0+cpu aarch64 build is on PyTorch's CPU index, which our CI
+# cannot reach to lock and test it. See locks/README.md.
+TORCH_BY_PLATFORM = {
+    "cpu": (
+        {"linux-x86_64": "2.13.0+cpu", "linux-aarch64": "2.9.1"},
+        "PyPI's CPU-only aarch64 torch ends at 2.10; see locks/README.md",
+    ),
+}
+
+
 def get(name: str) -> Variant:
     """The variant called `name`, or a UserError listing the valid ones."""
     try:

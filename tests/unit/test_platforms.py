@@ -214,3 +214,26 @@ def test_the_engine_platform_of_each_host(machine, engine):
     """Docker Desktop runs a Linux VM of the host's architecture."""
     assert variants.engine_platform(machine) == engine
     assert containers.image_tag(variants.get("cpu"), engine, host=machine) == "dllab:cpu"
+
+
+def test_the_torch_each_platform_gets_is_what_its_lock_pins():
+    """doctor's per-platform torch line matches the locks, so it cannot drift from them."""
+    for name, (builds, why) in variants.TORCH_BY_PLATFORM.items():
+        variant = variants.get(name)
+        assert set(builds) == set(variant.platforms)
+        for platform, version in builds.items():
+            assert locks.pins(variant.lock(platform))["torch"] == version, platform
+        assert "locks/README.md" in why
+
+
+def test_doctor_says_which_torch_each_platform_of_the_variant_gets():
+    """In the cpu variant, doctor's report names torch per platform and where the reason is."""
+    from dllab import doctor
+
+    report = {
+        "system": {"platform": "linux-aarch64", "python": "3.11.2", "variant": "cpu",
+                   "in_container": True, "nvidia_driver": None},
+        "expect": "cpu", "frameworks": [], "problems": [],
+    }  # fmt: skip
+    line = next(ln for ln in doctor.render(report).splitlines() if ln.startswith("torch in"))
+    assert line.startswith("torch in the cpu variant: linux-x86_64 2.13.0+cpu, linux-aarch64 2.9.1")
