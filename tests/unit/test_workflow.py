@@ -27,12 +27,26 @@ def test_workflow_validates_against_the_github_workflow_schema():
 
 
 def test_one_job_per_variant_runs_that_variants_tests():
-    """Jobs are named after the variants, and each runs `invoke test --variant <name>`."""
+    """Jobs are named after the variants (or variant-platform, for a second platform's runner),
+    and each runs `invoke test --variant <variant>`."""
     jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
-    assert set(jobs) == set(variants.VARIANTS)
+    assert set(variants.VARIANTS) <= set(jobs)
     for name, job in jobs.items():
+        variant, _, platform = name.partition("-")
+        assert variant in variants.VARIANTS, name
+        assert not platform or platform in variants.get(variant).platforms, name
         runs = [step.get("run", "") for step in job["steps"]]
-        assert any(f"invoke test --variant {name}" in run for run in runs), name
+        assert any(f"invoke test --variant {variant}" in run for run in runs), name
+
+
+def test_the_arm64_job_builds_natively_on_an_arm64_runner():
+    """cpu on linux-aarch64: a native arm64 runner, no emulation, and the arm64 image tests."""
+    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["cpu-linux-aarch64"]
+    assert job["runs-on"].endswith("-arm")
+    runs = "\n".join(step.get("run", "") for step in job["steps"])
+    assert "qemu" not in runs and "--platform" not in runs  # the host's platform is arm64
+    assert "invoke build --variant cpu" in runs and "tests/image/test_arm64_image.py" in runs
+    assert "--expect cpu --train" in runs
 
 
 def test_the_cuda_job_needs_a_gpu_runner():
