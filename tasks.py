@@ -12,7 +12,31 @@ import sys
 import time
 from pathlib import Path
 
-from invoke import Collection, Exit, task
+
+def _bootstrap() -> None:
+    """`python3 tasks.py TASK` from a fresh clone: make .venv with the tasks' tools (invoke, the
+    Docker SDK, uv, pytest) on first use, then run the task with that environment's Python."""
+    venv = Path(__file__).resolve().parent / ".venv"
+    if Path(sys.prefix).resolve() == venv:
+        return
+    if sys.version_info < (3, 11):  # noqa: UP036 (a fresh machine may have an older python3)
+        sys.exit(f"dllab: the tasks need Python 3.11 or newer, this is {sys.version.split()[0]}")
+    python = venv / "bin" / "python"
+    if not (venv / "bin" / "invoke").exists():
+        print(f"dllab: first run: making {venv} with the tasks' tools (pip install -e '.[dev]')",
+              file=sys.stderr, flush=True)  # fmt: skip
+        import subprocess
+
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check",
+                        "-e", f"{venv.parent}[dev]"], check=True)  # fmt: skip
+    os.execv(python, [str(python), __file__, *sys.argv[1:]])
+
+
+if __name__ == "__main__":  # before `import invoke`, which a fresh machine does not have yet
+    _bootstrap()
+
+from invoke import Collection, Exit, task  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))  # tasks work before dllab is installed
 
@@ -197,8 +221,9 @@ def wheelhouse(c, variant="cpu", platform=None):
     chosen, _ = _variant(variant, "docker")
     platform = _platform(chosen, platform)
     index = variants.torch_index(chosen)
+    # pip names each package as it goes, with a progress bar per download on a terminal.
     cmd = [
-        PYTHON, "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes",
+        PYTHON, "-m", "pip", "download", "--progress-bar", "on", "--no-deps", "--require-hashes",
         "--only-binary=:all:", "--python-version", variants.PYTHON_MINOR, "--implementation", "cp",
         "--abi", variants.PYTHON_ABI,
     ]  # fmt: skip
@@ -206,19 +231,20 @@ def wheelhouse(c, variant="cpu", platform=None):
         cmd += ["--platform", tag]
     if index:
         cmd += ["--extra-index-url", index]
-    c.run(
-        quote(
-            [
-                *cmd,
-                "-r",
-                str(chosen.lock(platform)),
-                "-d",
-                str(containers.wheelhouse(chosen, platform)),
-            ]
-        )
-    )
+    folder = containers.wheelhouse(chosen, platform)
+    lock = chosen.lock(platform)
+    started = time.monotonic()
+    print(f"dllab: downloading the {len(locks.pins(lock))} wheels of {lock.name} into {folder} "
+          "(those already there are kept)", file=sys.stderr, flush=True)  # fmt: skip
+    c.run(quote([*cmd, "-r", str(lock), "-d", str(folder)]), pty=sys.stdout.isatty())
     _engine(c)
     c.run(quote(containers.wheels_image_command(chosen, platform)))
+    if not c.config.run.dry:
+        wheels = list(folder.glob("*.whl"))
+        size = sum(wheel.stat().st_size for wheel in wheels)
+        print(f"dllab: wheelhouse {chosen.name}-{platform}: {len(wheels)} wheels, "
+              f"{size / 1e9:.2f} GB in {folder} and {containers.wheels_image(chosen, platform)}, "
+              f"in {_duration(time.monotonic() - started)}")  # fmt: skip
 
 
 def _native_env(c, variant: variants.Variant) -> None:
@@ -285,7 +311,20 @@ def build(c, variant="cpu", platform=None, offline=False):
         )
     revision = _revision(c)
     c.run(quote(["mkdir", "-p", str(containers.image_ids_file(chosen, platform, revision).parent)]))
+    started = time.monotonic()
     c.run(quote(containers.build_command(chosen, platform, revision, offline)), pty=False)
+    if not c.config.run.dry:
+        tag = containers.image_tag(chosen, platform)
+        size = c.run(quote(["docker", "image", "inspect", "--format", "{{.Size}}", tag]),
+                     hide=True, warn=True).stdout.strip()  # fmt: skip
+        weight = f"{int(size) / 1e9:.2f} GB" if size.isdigit() else "size unknown"
+        print(f"dllab: built {tag} ({revision}, {'offline' if offline else 'online'}): {weight}, "
+              f"in {_duration(time.monotonic() - started)}")  # fmt: skip
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
 @task(
@@ -329,6 +368,15 @@ def lab(c, variant="cpu", port="8888", work="work", stop=False, platform=None):
         print(f"your {chosen.name} lab is already running: {lab_info['url']}")
         print(f"your work: {lab_info['work']}  (stop: invoke lab --stop --variant {chosen.name})")
         return
+    image = containers.image_tag(chosen, platform)
+    if not c.run(quote(["docker", "image", "inspect", image]), hide=True, warn=True).ok:
+        # First use: build it, from the wheelhouse when `invoke wheelhouse` made one.
+        wheels = containers.wheels_image(chosen, platform)
+        offline = c.run(quote(["docker", "image", "inspect", wheels]), hide=True, warn=True).ok
+        source = f"offline, from {wheels}" if offline else "downloading the frameworks"
+        print(f"dllab: no {image} image yet: building it now, once ({source}; several minutes, "
+              "each step shows)", file=sys.stderr, flush=True)  # fmt: skip
+        build(c, variant=chosen.name, platform=platform, offline=offline)
     gpus = _ready_image(c, chosen, platform)
     if chosen.gpu_runtime and not gpus:
         raise _fail(
@@ -648,3 +696,8 @@ ns = Collection(
     hub_remove_volumes, lint,
 )  # fmt: skip
 ns.configure({"run": {"echo": True}})
+
+if __name__ == "__main__":  # `python3 tasks.py lab`: the same tasks as `invoke lab`
+    from invoke import Program
+
+    Program(namespace=ns, binary="python3 tasks.py", name="dllab").run()
