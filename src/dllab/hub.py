@@ -182,17 +182,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def running_pid(paths: Paths) -> int | None:
     """The hub's pid if its pid file names a live jupyterhub; a stale file is a UserError."""
     if not paths.pid.exists():
         return None
     text = paths.pid.read_text().strip()
     pid = int(text) if text.isdigit() else 0
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if pid else b""
-    except OSError:
-        cmdline = b""
-    if b"jupyterhub" in cmdline:
+    if pid and b"jupyterhub" in _cmdline(pid):
         return pid
     raise UserError(
         f"stale pid file {paths.pid} (pid {text or '?'} is not a running hub): "
@@ -353,7 +356,10 @@ def _terminate(pid: int, timeout: float = 60.0) -> None:
         if not Path(f"/proc/{pid}").exists() or b"Z" in _state(pid):
             return
         time.sleep(0.2)
-    os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)  # the hub leads its process group (its proxy too)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _state(pid: int) -> bytes:
@@ -369,6 +375,12 @@ def stop(paths: Paths) -> int:
     if pid:
         _terminate(pid)
     paths.pid.unlink(missing_ok=True)
+    # The hub stops its proxy without waiting for it: wait here, so a restart finds the port free.
+    proxy = paths.state / "jupyterhub-proxy.pid"
+    text = proxy.read_text().strip() if proxy.exists() else ""
+    if text.isdigit() and b"configurable-http-proxy" in _cmdline(int(text)):
+        _terminate(int(text), timeout=10)
+    proxy.unlink(missing_ok=True)
     removed = 0
     if engine_answers():
         ids = _run(containers_command()).stdout.split()
