@@ -5,9 +5,11 @@ against the Zero to JupyterHub chart where a helm binary and the chart are at ha
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -121,7 +123,10 @@ def test_each_profiles_pod_is_valid_kubernetes(values, profile):
 def test_each_profiles_pod_runs_the_image_as_the_lab_user_with_work_and_shm(values, profile):
     """The profile's image runs jupyterhub-singleuser as UID 1000 (fsGroup 100), never root, with
     the learner's volume at /work, a memory-backed /dev/shm, and resource guarantees."""
-    pod, _ = render(values, profile)
+    assert_course_pod(render(values, profile)[0], profile)
+
+
+def assert_course_pod(pod: dict, profile: str) -> None:
     spec = pod["spec"]
     (container,) = spec["containers"]
     assert container["image"].endswith(f"/dllab:{profile}")
@@ -136,6 +141,8 @@ def test_each_profiles_pod_runs_the_image_as_the_lab_user_with_work_and_shm(valu
     assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
     assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
     assert {"cpu", "memory"} <= container["resources"]["limits"].keys()
+    gpu = container["resources"]["limits"].get("nvidia.com/gpu")
+    assert gpu == ("1" if profile == "cuda" else None)
 
 
 def test_the_cuda_profile_gets_one_gpu_on_a_gpu_node_and_cpu_none(values):
@@ -203,17 +210,84 @@ def merge(base: dict, override: dict) -> dict:
     return base
 
 
-def test_helm_lint_and_template(chart, helm, values):
-    """`helm lint` passes; `helm template` renders objects Kubernetes accepts, and the image
-    pullers pull dllab:cpu only."""
-    lint = subprocess.run([helm, "lint", chart, "--values", str(VALUES)], capture_output=True, text=True)  # fmt: skip
-    assert lint.returncode == 0, lint.stdout + lint.stderr
+# The chart's own hub config (files/hub/jupyterhub_config.py, from the rendered ConfigMap) run on
+# the rendered Secret's values.yaml, as the hub pod would; then KubeSpawner renders each profile.
+CHART_HUB = r"""
+import asyncio, base64, json, os, sys
+import yaml
+from tornado.httpclient import AsyncHTTPClient
+from traitlets.config import Config
+
+rendered, etc = sys.argv[1], sys.argv[2]
+docs = [d for d in yaml.safe_load_all(open(rendered)) if d]
+hub = {d["kind"]: d for d in docs if d["metadata"]["name"] == "hub" and d["kind"] in ("Secret", "ConfigMap")}
+for sub in ("secret", "config"):
+    os.makedirs(os.path.join(etc, sub), exist_ok=True)
+for key, value in hub["Secret"]["data"].items():
+    open(os.path.join(etc, "secret", key), "wb").write(base64.b64decode(value))
+for key, value in hub["ConfigMap"]["data"].items():
+    open(os.path.join(etc, "config", key), "w").write(value)
+for name in ("jupyterhub_config.py", "z2jh.py"):  # read the mounted files from here instead
+    text = hub["ConfigMap"]["data"][name].replace("/usr/local/etc/jupyterhub", etc)
+    open(os.path.join(etc, name), "w").write(text)
+os.environ.update(HUB_SERVICE_PORT="8081", PROXY_API_SERVICE_PORT="8001")
+AsyncHTTPClient.configure = classmethod(lambda cls, *a, **k: None)  # the hub's curl client
+c = Config()
+path = os.path.join(etc, "jupyterhub_config.py")
+with open(os.devnull, "w") as quiet:
+    stdout, sys.stdout = sys.stdout, quiet
+    exec(compile(open(path).read(), path, "exec"), {"get_config": lambda: c, "__file__": path, "__name__": "__main__"})
+    sys.stdout = stdout
+
+from kubernetes_asyncio.client import ApiClient
+from kubespawner import KubeSpawner
+
+async def pods():
+    api, found = ApiClient(), {}
+    for profile in ("cpu", "cuda"):
+        spawner = KubeSpawner(_mock=True, config=c)
+        spawner.user_options = {"profile": profile}
+        await spawner.load_user_options()
+        found[profile] = api.sanitize_for_serialization(await spawner.get_pod_manifest())
+    await api.close()
+    return found
+
+print(json.dumps(asyncio.run(pods())))
+"""
+
+
+def test_the_charts_own_hub_config_gives_each_profile_a_valid_course_pod(
+    chart, helm, values, tmp_path
+):
+    """The chart's hub config, run on the values helm rendered, makes the same pods as above."""
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(template(helm, chart))
+    result = subprocess.run(
+        [sys.executable, "-c", CHART_HUB, str(rendered), str(tmp_path / "etc")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for profile, pod in json.loads(result.stdout.strip().splitlines()[-1]).items():
+        pod = {"apiVersion": "v1", "kind": "Pod", **pod}
+        validate(pod)
+        assert_course_pod(pod, profile)
+
+
+def template(helm: str, chart: str) -> str:
     rendered = subprocess.run(
         [helm, "template", "dllab", chart, "--values", str(VALUES), "--kube-version", "1.30.0"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert rendered.returncode == 0, rendered.stderr
-    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    return rendered.stdout
+
+
+def test_helm_lint_and_template(chart, helm, values):
+    """`helm lint` passes; `helm template` renders objects Kubernetes accepts, and the image
+    pullers pull dllab:cpu only."""
+    lint = subprocess.run([helm, "lint", chart, "--values", str(VALUES)], capture_output=True, text=True)  # fmt: skip
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    docs = [d for d in yaml.safe_load_all(template(helm, chart)) if d]
     pullers = [d for d in docs if d["kind"] == "DaemonSet" and "image-puller" in d["metadata"]["name"]]  # fmt: skip
     assert pullers
     for daemonset in pullers:
