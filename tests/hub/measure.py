@@ -64,10 +64,14 @@ def latency(hub: Hub, n: int = 20) -> dict:
 
 
 def memory_mib() -> dict[str, float]:
+    ids = subprocess.run(
+        ["docker", "ps", "--quiet", "--filter", f"label=dllab.hub={PREFIX}"],
+        capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    if not ids:  # `docker stats` with no names would report every container
+        return {}
     out = subprocess.run(
-        ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}",
-         *subprocess.run(["docker", "ps", "--quiet", "--filter", f"label=dllab.hub={PREFIX}"],
-                         capture_output=True, text=True).stdout.split()],
+        ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *ids],
         capture_output=True, text=True,
     ).stdout  # fmt: skip
     found = {}
@@ -101,10 +105,11 @@ def all_train_at_once(hub: Hub, servers: dict) -> float:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--max-users", type=int, default=10)
+    p.add_argument("--runs", type=int, default=3, help="baseline runs, and cold and warm spawns")
     p.add_argument("--out", default=str(ROOT / ".bench" / "hub.json"))
     args = p.parse_args()
     results: dict = {"cpus": os.cpu_count()}
-    results["baseline_s"] = baseline()
+    results["baseline_s"] = baseline(args.runs)
     print("baseline (docker run -> /api):", results["baseline_s"], flush=True)
 
     state = Path(tempfile.mkdtemp(prefix="dllab-hubbench-"))
@@ -118,10 +123,11 @@ def main() -> int:
     results["hub_start_s"] = time.monotonic() - began
     try:
         cold, warm = [], []
-        for name in ("cold1", "cold2", "cold3"):
+        names = [f"cold{i}" for i in range(1, args.runs + 1)]
+        for name in names:
             hub.create_user(name)
             cold.append(hub.spawn(name))
-        for name in ("cold1", "cold2", "cold3"):
+        for name in names:
             hub.stop_server(name)
             warm.append(hub.spawn(name))
             hub.stop_server(name)
@@ -156,7 +162,7 @@ def main() -> int:
                 break
         results["steps"] = steps
         results["memory_mib"] = memory_mib()
-        results["all_train_at_once_s"] = all_train_at_once(hub, servers)
+        results["all_train_at_once_s"] = all_train_at_once(hub, servers) if servers else None
         results["hub_api_after"] = latency(hub)
         print("all at once:", results["all_train_at_once_s"], flush=True)
     finally:
