@@ -209,9 +209,11 @@ def train_tensorflow(args, X, y, init) -> dict:
         strategy = tf.distribute.get_strategy()
         engine = "tensorflow (one process)"
     with strategy.scope():
-        # SUM: each worker's update (lr * its shard's share of the gradient) is all-reduced.
+        # The gradients are all-reduced explicitly below; every worker then applies the same
+        # update to its own copy, so no further synchronisation on write (ONLY_FIRST_REPLICA:
+        # each worker's one local replica writes).
         variables = [
-            tf.Variable(w, aggregation=tf.VariableAggregation.SUM, name=f"w{i}")
+            tf.Variable(w, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA, name=f"w{i}")
             for i, w in enumerate(init)
         ]
     Xl, yl, steps, local = local_shard(X, y, args.global_batch, rank, world)
@@ -225,14 +227,18 @@ def train_tensorflow(args, X, y, init) -> dict:
             per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
             # Sum over this shard / the global batch: the replicas' sum is the global mean.
             loss = tf.reduce_sum(per_example) / global_batch
-        for v, g in zip(variables, tape.gradient(loss, variables), strict=True):
+        # One all-reduce of all the gradients together (MWMS packs the list into one collective).
+        grads = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, tape.gradient(loss, variables)
+        )
+        for v, g in zip(variables, grads, strict=True):
             v.assign_sub(lr * g)
         return loss
 
     @tf.function
     def train_step(xb, yb):
-        per_replica = strategy.run(replica_step, args=(xb, yb))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        # This worker's share of the loss only: reducing it too would cost a second collective.
+        return strategy.experimental_local_results(strategy.run(replica_step, args=(xb, yb)))[0]
 
     batches = [
         (tf.constant(Xl[s * local : (s + 1) * local]), tf.constant(yl[s * local : (s + 1) * local]))
