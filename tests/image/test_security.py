@@ -209,3 +209,28 @@ def test_learner_output_never_enters_the_build_context(client, tmp_path):
         client.images.remove(image.id, force=False)
     assert "ctx/labs/ok.py" in names
     assert not [n for n in names if any(p in n for p in ("runs", "work", "checkpoints", ".keras"))]
+
+
+def test_a_hubs_api_token_does_not_reach_kernels(containers, image):
+    """Started with JUPYTERHUB_API_TOKEN (as a hub starts it), the server keeps it; a kernel,
+    where a notebook could print it, does not have it."""
+    hub_token = "hub-api-token-for-this-test"
+    container = containers.run(
+        image, ["jupyter-lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"],
+        ports={"8888/tcp": ("127.0.0.1", None)},
+        environment={"JUPYTER_TOKEN": TOKEN, "JUPYTERHUB_API_TOKEN": hub_token},
+    )  # fmt: skip
+    containers.wait_healthy(container)
+    api(container, "/api/kernels", "POST", {"name": "python3"})
+    time.sleep(3)
+    environs = {}
+    for pid, command in (
+        (row[0], row[-1]) for row in container.top(ps_args="-o pid,args")["Processes"]
+    ):
+        try:
+            environs[command] = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            pytest.skip("this user cannot read the container's /proc entries from the host")
+    [kernel] = [text for command, text in environs.items() if "ipykernel" in command]
+    assert hub_token.encode() not in kernel
+    assert any(hub_token.encode() in text for text in environs.values())  # the server has it
