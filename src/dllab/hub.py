@@ -203,8 +203,9 @@ def running_pid(paths: Paths) -> int | None:
     )
 
 
-def gpu_runtime(info: dict) -> bool:
-    return "nvidia" in (info.get("Runtimes") or {})
+def gpu_runtime(info: dict, variant: variants.Variant) -> bool:
+    """Whether the engine has the runtime that gives `variant` its GPU (the registry's row)."""
+    return bool(variant.gpu_runtime) and variant.gpu_runtime in (info.get("Runtimes") or {})
 
 
 def gpu_ids() -> str:
@@ -310,9 +311,9 @@ def start(variant_name: str, port: int, admin: str, paths: Paths) -> str:
     check_port(port)
     info = check_engine()
     check_image(variant)
-    gpu = variant.accelerator == "cuda" and gpu_runtime(info)
-    if variant.accelerator == "cuda" and not gpu:
-        print("dllab: the engine has no nvidia runtime: users get the cuda image without a GPU", file=sys.stderr)  # fmt: skip
+    gpu = gpu_runtime(info, variant)
+    if variant.gpu_runtime and not gpu:
+        print(f"dllab: the engine has no {variant.gpu_runtime} runtime: users get {variant.image} without a GPU", file=sys.stderr)  # fmt: skip
     ensure_software(paths)
     gateway = ensure_network(f"{prefix()}-net")
     if not paths.token.exists():
