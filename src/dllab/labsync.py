@@ -31,6 +31,7 @@ class Report:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     beside: list[tuple[str, str]] = field(default_factory=list)  # (theirs, the new one)
+    first: bool = False  # no manifest yet: the first start on this work folder
 
     def lines(self) -> list[str]:
         return [
@@ -76,7 +77,7 @@ def read_manifest(dest: Path) -> dict[str, str]:
 
 def sync(source: Path, dest: Path) -> Report:
     """Update `dest` from `source` as the module docstring says; return what was done."""
-    report = Report()
+    report = Report(first=not (dest / MANIFEST).exists())
     shipped = read_manifest(dest)
     recorded: dict[str, str] = {}
     for rel in shipped_files(source):
@@ -114,10 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m dllab.labsync IMAGE_LABS WORK_LABS", file=sys.stderr)
         return 64
     report = sync(Path(args[0]), Path(args[1]))
-    if report.added or report.updated:
-        print(f"dllab: labs: {len(report.added)} added, {len(report.updated)} updated", flush=True)
+    # On stderr, and nothing on a first start: `docker run IMAGE COMMAND` prints only its own
+    # output (JSON included); the container's log has every line.
+    changed = [*([] if report.first else report.added), *report.updated]
+    if changed:
+        print(f"dllab: labs updated from this image: {', '.join(changed)}", file=sys.stderr)
     for line in report.lines():
-        print(f"dllab: {line}", flush=True)
+        print(f"dllab: {line}", file=sys.stderr, flush=True)
     return 0
 
 

@@ -23,12 +23,23 @@ def first_start(tmp_path):
     return image, work
 
 
-def test_a_lab_the_learner_did_not_edit_is_updated(tmp_path):
-    """A new image's version replaces a lab that is still as shipped; nothing is put beside it."""
+def test_a_lab_the_learner_did_not_edit_is_updated(tmp_path, capsys):
+    """A new image's version replaces a lab that is still as shipped; nothing is put beside it.
+    The first start says nothing (`docker run IMAGE CMD` prints only CMD's output); later ones
+    name what changed, on stderr."""
     image, work = first_start(tmp_path)
+    assert labsync.main([str(image), str(tmp_path / "other")]) == 0
+    assert capsys.readouterr() == ("", "")
     ship(image, {"03_b.py": "b2", "04_new.py": "n1"})
     report = labsync.sync(image, work)
     assert report.updated == ["03_b.py"] and report.added == ["04_new.py"]
+    ship(image, {"03_b.py": "b3"})
+    assert labsync.main([str(image), str(work)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err == "dllab: labs updated from this image: 03_b.py\n", err
+    assert (work / "03_b.py").read_text() == "b3"
+    ship(image, {"03_b.py": "b2"})
+    labsync.sync(image, work)
     assert (work / "03_b.py").read_text() == "b2" and (work / "04_new.py").read_text() == "n1"
     assert not (work / "03_b.new.py").exists() and not (work / labsync.NOTICE).exists()
 
@@ -42,7 +53,7 @@ def test_an_edited_lab_stays_and_the_new_one_goes_beside_it_with_one_line(tmp_pa
     assert labsync.main([str(image), str(work)]) == 0
     assert (work / "03_b.py").read_text() == "b1 + my answer"
     assert (work / "03_b.new.py").read_text() == "b2"
-    logged = [line for line in capsys.readouterr().out.splitlines() if "03_b.new.py" in line]
+    logged = [line for line in capsys.readouterr().err.splitlines() if "03_b.new.py" in line]
     assert len(logged) == 1 and "labs/03_b.py" in logged[0], logged
     assert (work / labsync.NOTICE).read_text().splitlines() == [logged[0].removeprefix("dllab: ")]
     again = labsync.sync(image, work)
