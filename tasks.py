@@ -17,7 +17,7 @@ def _bootstrap() -> None:
     """`python3 tasks.py TASK` from a fresh clone: make .venv with the tasks' tools (invoke, the
     Docker SDK, uv, pytest) on first use, then run the task with that environment's Python."""
     venv = Path(__file__).resolve().parent / ".venv"
-    if Path(sys.prefix).resolve() == venv:
+    if Path(sys.prefix).resolve() == venv.resolve() or os.environ.get("DLLAB_BOOTSTRAPPED"):
         return
     if sys.version_info < (3, 11):  # noqa: UP036 (a fresh machine may have an older python3)
         sys.exit(f"dllab: the tasks need Python 3.11 or newer, this is {sys.version.split()[0]}")
@@ -30,6 +30,7 @@ def _bootstrap() -> None:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check",
                         "-e", f"{venv.parent}[dev]"], check=True)  # fmt: skip
+    os.environ["DLLAB_BOOTSTRAPPED"] = "1"  # once: never a loop, whatever .venv turns out to be
     os.execv(python, [str(python), __file__, *sys.argv[1:]])
 
 
