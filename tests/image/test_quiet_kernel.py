@@ -12,8 +12,6 @@ import pytest
 
 from tests.image.conftest import TOKEN, as_invoke_lab_does, host_port, work_dir
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
 IMPORTS = """
 import tensorflow as tf
 import torch
@@ -78,6 +76,8 @@ def run_cells(container, kernel: str, cells: list[str], timeout: float = 300) ->
     return asyncio.run(session())
 
 
+@pytest.mark.docker
+@pytest.mark.slow
 def test_importing_the_frameworks_in_a_lab_kernel_prints_nothing_on_stderr(
     containers, cpu_image, tmp_path
 ):
