@@ -1,4 +1,4 @@
-"""Hub figures for benchmarks/hub.md: `python -m tests.hub.measure [--max-users 10]`.
+"""Hub figures for BENCHMARKS.md ("JupyterHub for a class"): `python -m tests.hub.measure [--max-users 10]`.
 
 Against a real engine and dllab:cpu: a plain `docker run` of the lab to its API answering (the
 baseline), spawn-to-ready per user cold (new user: volume made, labs copied) and warm (the same
