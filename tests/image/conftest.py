@@ -110,6 +110,26 @@ def as_invoke_lab_does(work, token: str | None = None, uid: int = 1000, gid: int
     return options
 
 
+def api(container, path: str, method: str = "GET", body: dict | None = None):
+    """A Jupyter REST call to a container started with TOKEN: the decoded JSON answer."""
+    import json
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{host_port(container)}{path}?token={TOKEN}", method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or "null")
+
+
+@pytest.fixture
+def lab(containers, image, tmp_path):
+    """A JupyterLab container of each variant started as `invoke lab` starts one, healthy."""
+    container = containers.run(image, **as_invoke_lab_does(work_dir(tmp_path), TOKEN))
+    containers.wait_healthy(container)
+    return container
+
+
 @pytest.fixture
 def containers(client):
     tracked = Containers(client)

@@ -7,14 +7,6 @@ import pytest
 from tests.image.conftest import TOKEN, as_invoke_lab_does, host_port, http_status, work_dir
 
 
-@pytest.fixture
-def lab(containers, image, tmp_path):
-    """A JupyterLab container started as `invoke lab` starts one, healthy, on a loopback port."""
-    container = containers.run(image, **as_invoke_lab_does(work_dir(tmp_path), TOKEN))
-    containers.wait_healthy(container)
-    return container
-
-
 def test_jupyterlab_is_healthy_and_needs_the_token(lab):
     """Healthy by the HEALTHCHECK; the API answers 200 with the token and 403 without."""
     base = f"http://127.0.0.1:{host_port(lab)}"

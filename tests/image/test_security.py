@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.image.conftest import TOKEN, as_invoke_lab_does, host_port, work_dir
+from tests.image.conftest import TOKEN, api, as_invoke_lab_does, host_port, work_dir
 
 pytestmark = pytest.mark.slow
 
@@ -65,22 +65,6 @@ def test_no_set_id_programs_and_nothing_root_runs_is_writable(containers, image)
         "/etc/jupyter \\( ! -user root -o -perm /022 \\) ! -type l -print"
     )], user="root", entrypoint=["/bin/bash"])  # fmt: skip
     assert code == 0 and out.strip() == "", out
-
-
-def api(container, path: str, method: str = "GET", body: dict | None = None):
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{host_port(container)}{path}?token={TOKEN}", method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or "null")
-
-
-@pytest.fixture
-def lab(containers, image, tmp_path):
-    container = containers.run(image, **as_invoke_lab_does(work_dir(tmp_path), TOKEN))
-    containers.wait_healthy(container)
-    return container
 
 
 def test_the_token_is_in_no_process_environment_not_even_a_kernels(lab):
