@@ -31,7 +31,9 @@ def torch_device(accelerator: str) -> str:
     import torch
 
     if accelerator == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no GPU visible to torch here: torchvision ran on no CUDA device")
+        pytest.skip(
+            "no GPU visible to torch here: torchvision imported beside it, nms on CUDA not run"
+        )
     if accelerator == "mps" and not torch.backends.mps.is_available():
         pytest.skip("no MPS device visible to torch here")
     return accelerator
