@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -22,3 +23,13 @@ def engine_answers() -> bool:
     return bool(shutil.which("docker")) and (
         subprocess.run(["docker", "info"], capture_output=True).returncode == 0
     )
+
+
+def require_frameworks() -> None:
+    """Skip where no framework is installed here (a venv for the tasks only); fail in CI."""
+    if not any(importlib.util.find_spec(m) for m in ("tensorflow", "torch")):
+        missing(
+            "native",
+            "no framework installed here: `pip install -e '.[cpu]'`, "
+            "or run these inside the image with `invoke test --variant cpu`",
+        )

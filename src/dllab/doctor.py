@@ -52,6 +52,11 @@ def problems(results: list[dict], expect: str, facts: dict) -> list[str]:
                 f"{name} sees no {expect} (only {', '.join(sorted(kinds))}): "
                 + hint(r, expect, facts)
             )
+    if not any(r.get("installed") for r in results):  # nothing here can see anything
+        found.append(
+            "no framework is installed here: they live in the image (invoke doctor --variant cpu), "
+            "or install them natively (pip install -e '.[cpu]')"
+        )
     return found
 
 

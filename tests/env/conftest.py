@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from dllab import devices, variants
-from tests.support import missing
+from tests.support import require_frameworks
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _frameworks_here():
     """Skip the folder where no framework is installed (a dev venv for tasks only)."""
-    if not any(importlib.util.find_spec(m) for m in ("tensorflow", "torch")):
-        missing(
-            "native",
-            "no framework installed here: `pip install -e '.[cpu]'`, "
-            "or run these inside the image with `invoke test --variant cpu`",
-        )
+    require_frameworks()
 
 
 @pytest.fixture(scope="session")

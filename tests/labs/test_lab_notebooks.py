@@ -12,6 +12,8 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from tests.support import require_frameworks
+
 LABS_DIR = Path(__file__).resolve().parents[2] / "labs"
 LABS = sorted(p.name for p in LABS_DIR.glob("[0-9][0-9]_*.py"))
 TIMEOUT = 600  # per cell; fast mode needs far less, but a loaded CI machine can be slow
@@ -66,6 +68,7 @@ def files_in(folder: Path) -> set[Path]:
 @pytest.fixture(scope="session")
 def lab_result(tmp_path_factory):
     """Run a lab solved and as shipped, side by side: each kernel mostly waits on imports, one core each."""
+    require_frameworks()
     pool = ThreadPoolExecutor(max_workers=2)
     futures: dict[tuple[str, bool], Future] = {}
 
@@ -134,6 +137,7 @@ def test_shipped_lab_runs_to_the_end_saying_not_yet(lab, lab_result):
 @pytest.mark.slow
 def test_lab_without_jax_skips_its_jax_section_and_says_which_variant_has_it(tmp_path):
     """Where JAX is missing, lab 01 says so, names the variant that ships it, and passes the rest."""
+    require_frameworks()
     (tmp_path / "sitecustomize.py").write_text(HIDE_JAX)
     env = lab_env(tmp_path / "runs", solutions=True, PYTHONPATH=str(tmp_path))
     text, error = run_lab(LABS_DIR / "01_tensors_autodiff.py", env)

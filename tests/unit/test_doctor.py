@@ -10,6 +10,8 @@ import pytest
 
 from dllab import doctor, smoke, variants
 from dllab.__main__ import main
+from dllab.frameworks import TARGETS
+from tests.support import require_frameworks
 
 LINUX = {"platform": "linux-x86_64", "variant": None, "nvidia_driver": None}
 MAC = {"platform": "macos-arm64", "variant": "metal", "nvidia_driver": None}
@@ -85,8 +87,12 @@ def test_mps_expected_on_linux_says_macos_only():
 def test_missing_framework_fails_only_when_the_variant_promises_it():
     """jax missing is fine in a variant without JAX, a problem in one that ships it."""
     missing = {"target": "jax", "installed": False, "error": "not installed: no jax"}
-    assert doctor.problems([missing], "cuda", {**LINUX, "variant": "cuda"}) == []
-    [problem] = doctor.problems([missing], "cpu", {**LINUX, "variant": "cpu"})
+
+    def torch_on(kind: str) -> dict:
+        return {"target": "torch", "installed": True, "devices": [{"kind": kind, "name": kind}]}
+
+    assert doctor.problems([missing, torch_on("cuda")], "cuda", {**LINUX, "variant": "cuda"}) == []
+    [problem] = doctor.problems([missing, torch_on("cpu")], "cpu", {**LINUX, "variant": "cpu"})
     assert "jax: not installed, but the cpu variant promises it" in problem
 
 
@@ -157,6 +163,7 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(capsys, argv, message):
 
 def test_doctor_json_exits_1_with_a_hint_when_cuda_is_expected_here():
     """On this CPU machine --expect cuda fails, as JSON a tool can read (real frameworks)."""
+    require_frameworks()
     proc = subprocess.run(
         [sys.executable, "-m", "dllab", "doctor", "--json", "--expect", "cuda"],
         capture_output=True,
@@ -167,3 +174,10 @@ def test_doctor_json_exits_1_with_a_hint_when_cuda_is_expected_here():
     report = json.loads(proc.stdout)
     assert report["expect"] == "cuda" and report["problems"]
     assert all("cuda" in p for p in report["problems"])
+
+
+def test_with_no_framework_installed_doctor_says_where_they_are():
+    """Nothing installed is a problem (exit 1), not an all-clear: the frameworks are in the image."""
+    results = [{"target": t.name, "installed": False} for t in TARGETS]
+    [found] = doctor.problems(results, "cpu", {"variant": None})
+    assert "no framework is installed here" in found and "invoke doctor --variant cpu" in found
