@@ -234,17 +234,27 @@ def wheelhouse(c, variant="cpu", platform=None):
         cmd += ["--extra-index-url", index]
     folder = containers.wheelhouse(chosen, platform)
     lock = chosen.lock(platform)
+    wheels = containers.wheels_image(chosen, platform)
+    _engine(c)
+    # Kept when it holds this very lock's wheels: no download, and the same image ID, so the
+    # frameworks' layer of the next build stays cached (a rebuilt one would redo it).
+    label = '{{index .Config.Labels "' + containers.WHEELS_LOCK_LABEL + '"}}'
+    held = c.run(
+        quote(["docker", "image", "inspect", "--format", label, wheels]), hide=True, warn=True
+    )
+    if held.ok and held.stdout.strip() == containers.wheels_lock_digest(chosen, platform):
+        print(f"dllab: {wheels} already holds the wheels of {lock.name}: nothing to download")
+        return
     started = time.monotonic()
     print(f"dllab: downloading the {len(locks.pins(lock))} wheels of {lock.name} into {folder} "
           "(those already there are kept)", file=sys.stderr, flush=True)  # fmt: skip
     c.run(quote([*cmd, "-r", str(lock), "-d", str(folder)]), pty=sys.stdout.isatty())
-    _engine(c)
     c.run(quote(containers.wheels_image_command(chosen, platform)))
     if not c.config.run.dry:
-        wheels = list(folder.glob("*.whl"))
-        size = sum(wheel.stat().st_size for wheel in wheels)
-        print(f"dllab: wheelhouse {chosen.name}-{platform}: {len(wheels)} wheels, "
-              f"{size / 1e9:.2f} GB in {folder} and {containers.wheels_image(chosen, platform)}, "
+        files = list(folder.glob("*.whl"))
+        size = sum(wheel.stat().st_size for wheel in files)
+        print(f"dllab: wheelhouse {chosen.name}-{platform}: {len(files)} wheels, "
+              f"{size / 1e9:.2f} GB in {folder} and {wheels}, "
               f"in {_duration(time.monotonic() - started)}")  # fmt: skip
 
 

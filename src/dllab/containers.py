@@ -94,12 +94,21 @@ def wheels_image(variant: Variant, platform: str) -> str:
     return f"dllab-wheels:{variant.name}-{platform}"
 
 
+WHEELS_LOCK_LABEL = "dllab.wheels-of"  # the digest of the lock a wheels image holds
+
+
+def wheels_lock_digest(variant: Variant, platform: str) -> str:
+    """The digest of the lock's whole text: a wheels image labelled with it is up to date."""
+    return locks.content_digest(variant.lock(platform).read_text())
+
+
 def wheels_image_command(variant: Variant, platform: str) -> list[str]:
     docker_platform = variants.PLATFORMS[platform].docker
     # Marked as the build it feeds: an arm64 build copies from an arm64 image.
     marked = ["--platform", docker_platform] if docker_platform else []
     return [
         "docker", "build", "--network", "none", "--quiet", *marked,
+        "--label", f"{WHEELS_LOCK_LABEL}={wheels_lock_digest(variant, platform)}",
         "--tag", wheels_image(variant, platform),
         "--file", str(ROOT / "docker" / "wheelhouse.Dockerfile"), str(wheelhouse(variant, platform)),
     ]  # fmt: skip

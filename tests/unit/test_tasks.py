@@ -323,3 +323,20 @@ def test_metal_on_a_mac_with_mamba_uses_environment_yml_and_tests_expect_mps(mon
     assert commands(c)[-1].startswith(
         "mamba run --no-capture-output --name dllab-metal python -m pytest tests/env"
     )
+
+
+def test_wheelhouse_keeps_an_image_that_already_holds_the_locks_wheels():
+    """The wheels image labelled with the lock's digest is kept: no download, no rebuild (so the
+    frameworks' layer of the next build stays cached)."""
+    digest = tasks.containers.wheels_lock_digest(variants.get("cpu"), "linux-x86_64")
+    c = MockContext(
+        run={re.compile("docker image inspect --format.*dllab-wheels.*"): Result(stdout=digest),
+             re.compile(".*"): Result(stdout="ok")},
+        repeat=True,
+    )  # fmt: skip
+    tasks.wheelhouse(c, variant="cpu", platform="linux-x86_64")
+    assert not any("pip download" in cmd or "docker build" in cmd for cmd in commands(c))
+    stale = ctx()
+    tasks.wheelhouse(stale, variant="cpu", platform="linux-x86_64")
+    [build] = [cmd for cmd in commands(stale) if cmd.startswith("docker build")]
+    assert f"--label dllab.wheels-of={digest}" in build
