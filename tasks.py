@@ -249,6 +249,13 @@ def wheelhouse(c, variant="cpu", platform=None):
     print(f"dllab: downloading the {len(locks.pins(lock))} wheels of {lock.name} into {folder} "
           "(those already there are kept)", file=sys.stderr, flush=True)  # fmt: skip
     c.run(quote([*cmd, "-r", str(lock), "-d", str(folder)]), pty=sys.stdout.isatty())
+    # Wheels of an older lock go: the image holds this lock's wheels, exactly, as a fresh
+    # clone's would, so the two share the frameworks' layer in the build cache.
+    pins = locks.pins(lock)
+    stale = [str(w) for w in sorted(folder.glob("*.whl"))
+             if pins.get(locks.canonical(w.name.split("-")[0])) != w.name.split("-")[1]]  # fmt: skip
+    if stale:
+        c.run(quote(["rm", "-f", "--", *stale]))
     c.run(quote(containers.wheels_image_command(chosen, platform)))
     if not c.config.run.dry:
         files = list(folder.glob("*.whl"))
