@@ -352,9 +352,10 @@ def _duration(seconds: float) -> str:
         "work": "your work directory, mounted at /work (default ./work; never deleted)",
         "stop": "stop your running lab instead (gracefully: kernels shut down)",
         "platform": PLATFORM_HELP,
+        "no_browser": "do not open the labs in your browser",
     }
 )
-def lab(c, variant="cpu", port="8888", work="work", stop=False, platform=None):
+def lab(c, variant="cpu", port="8888", work="work", stop=False, platform=None, no_browser=False):
     """Start JupyterLab with the labs, on 127.0.0.1 with a token; print its URL."""
     chosen, runtime = _variant(variant)
     port = _port(port)
@@ -428,6 +429,23 @@ def lab(c, variant="cpu", port="8888", work="work", stop=False, platform=None):
     print(
         f"JupyterLab ({chosen.name}): {url}\nyour work: {path}  (stop: invoke lab --stop --variant {chosen.name})"
     )
+    if not no_browser:
+        _open_in_browser(state.with_suffix(".html"), url)
+
+
+def _open_in_browser(page: Path, url: str) -> None:
+    """Open the labs where a desktop is, as `jupyter lab` does: through a private page that
+    redirects to the URL, so the token is on no browser's command line."""
+    import webbrowser
+
+    if not (
+        sys.platform == "darwin" or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return
+    fd = os.open(page, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f'<meta http-equiv="refresh" content="0; url={url}">\n')
+    webbrowser.open(page.resolve().as_uri())
 
 
 @task(

@@ -22,10 +22,14 @@ from dllab.variants import ROOT
 pytestmark = pytest.mark.slow
 
 
+# No desktop: `invoke lab` would open a real browser on a developer's machine.
+HEADLESS = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+
+
 def invoke(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "invoke", "-r", str(ROOT), *args],
                           capture_output=True, text=True, cwd=cwd, timeout=300,
-                          env={**os.environ, **(env or {})})  # fmt: skip
+                          env={**HEADLESS, **(env or {})})  # fmt: skip
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from invoke import Exit, MockContext, Result
@@ -20,6 +21,8 @@ def private_state(monkeypatch, tmp_path):
     """Tasks remember labs and built images in DLLAB_STATE: a temporary one per test."""
     monkeypatch.setenv("DLLAB_STATE", str(tmp_path / "state"))
     monkeypatch.setattr(tasks.time, "sleep", lambda s: None)
+    for desktop in ("DISPLAY", "WAYLAND_DISPLAY"):  # no real browser opens during the tests
+        monkeypatch.delenv(desktop, raising=False)
 
 
 def ctx(**results):
@@ -340,3 +343,21 @@ def test_wheelhouse_keeps_an_image_that_already_holds_the_locks_wheels():
     tasks.wheelhouse(stale, variant="cpu", platform="linux-x86_64")
     [build] = [cmd for cmd in commands(stale) if cmd.startswith("docker build")]
     assert f"--label dllab.wheels-of={digest}" in build
+
+
+def test_lab_opens_the_labs_in_a_browser_through_a_private_page(tmp_path, monkeypatch):
+    """With a desktop, the browser gets a 0600 page that redirects to the URL (the token is on
+    no command line); --no-browser, or no desktop, opens nothing."""
+    opened = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    monkeypatch.setenv("DISPLAY", ":0")
+    tasks.lab(lab_ctx(), variant="cpu", work=str(tmp_path / "work"))
+    [page] = opened
+    path = Path(page.removeprefix("file://"))
+    assert "?token=" in path.read_text() and path.stat().st_mode & 0o077 == 0
+    assert "token" not in page
+    tasks.lab(lab_ctx(), variant="cpu", work=str(tmp_path / "work"), no_browser=True)
+    monkeypatch.delenv("DISPLAY")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    tasks.lab(lab_ctx(), variant="cpu", work=str(tmp_path / "work"))
+    assert len(opened) == 1
