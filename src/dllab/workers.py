@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
+from dllab import variants
 from dllab.errors import UserError
 
 FRAMEWORKS = ("torch", "tensorflow", "keras-jax")
@@ -272,8 +273,6 @@ def parse_workers(text: str) -> int:
 
 
 def check_framework(variant: str, framework: str) -> None:
-    from dllab import variants
-
     v = variants.get(variant)
     if not v.dockerized:
         raise UserError(
@@ -290,9 +289,14 @@ def check_framework(variant: str, framework: str) -> None:
         )
 
 
+def nvidia(variant: str) -> bool:
+    """Whether the variant's GPUs come through the NVIDIA runtime (one per worker, NCCL)."""
+    return variants.get(variant).gpu_runtime == "nvidia"
+
+
 def check_gpus(variant: str, framework: str, workers: int, gpus_here: int) -> int:
     """GPUs to give the run: one per worker on cuda with GPUs (torch NCCL); 0 means CPU (gloo)."""
-    if variant != "cuda" or gpus_here == 0:
+    if not nvidia(variant) or gpus_here == 0:
         return 0
     if workers > gpus_here:
         raise UserError(
@@ -470,7 +474,7 @@ def execute(plan: Plan, out=sys.stdout, err=sys.stderr) -> int:
         f"({plan.framework}, {plan.epochs} epoch{'s' if plan.epochs > 1 else ''}) on network {plan.network}"
     )
     print(f"dllab: starting {what}", file=out, flush=True)
-    if plan.variant == "cuda" and not plan.gpus:
+    if nvidia(plan.variant) and not plan.gpus:
         print("dllab: no GPU for the workers here: they train on the CPU (gloo / ring)", file=out)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -533,11 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-        from dllab import variants
-
         variants.get(args.variant)
         check_framework(args.variant, args.framework)
-        gpus_here = count_gpus() if args.variant == "cuda" else 0
+        gpus_here = count_gpus() if nvidia(args.variant) else 0
         plan = make_plan(
             args.variant, args.framework, args.workers, args.epochs, args.image, gpus_here
         )
