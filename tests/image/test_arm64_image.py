@@ -39,7 +39,7 @@ def arm64_image(client):
     if EMULATED and not os.environ.get("DLLAB_ARM64"):
         missing(
             "image-cpu-arm64",
-            "the arm64 image runs emulated on this machine (about 15 min): "
+            "the arm64 image runs emulated on this machine (5 to 15 min): "
             "set DLLAB_ARM64=1 (.ci/arm64 does)",
         )
     tag = containers.image_tag(CPU, PLATFORM)
