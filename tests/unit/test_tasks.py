@@ -23,6 +23,8 @@ def private_state(monkeypatch, tmp_path):
     monkeypatch.setattr(tasks.time, "sleep", lambda s: None)
     for desktop in ("DISPLAY", "WAYLAND_DISPLAY"):  # no real browser opens during the tests
         monkeypatch.delenv(desktop, raising=False)
+    # These tests read as on an x86_64 Linux host, wherever they run (test_platforms.py fakes others).
+    monkeypatch.setattr(variants, "host_platform", lambda: "linux-x86_64")
 
 
 def ctx(**results):
