@@ -14,7 +14,9 @@ from dllab import variants
 from dllab.frameworks import TARGETS, TF_CPP_MIN_LOG_LEVEL, Target
 
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
-PROBE_TIMEOUT = 300
+# Seconds per probe or training step, each in a process of its own; DLLAB_PROBE_TIMEOUT raises it
+# where CPUs are slow (an emulated arm64 image: importing TensorFlow alone takes minutes).
+PROBE_TIMEOUT = float(os.environ.get("DLLAB_PROBE_TIMEOUT") or 300)
 
 
 def run_child(target: Target, action: str, *args: str, timeout: float = PROBE_TIMEOUT) -> dict:
