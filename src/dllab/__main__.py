@@ -7,7 +7,7 @@ import json
 import sys
 from typing import NoReturn
 
-from dllab import variants
+from dllab import errors, variants
 from dllab.errors import UserError
 
 
@@ -61,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 1 if result["failures"] else 0
     except UserError as exc:
-        print(f"dllab: {exc}", file=sys.stderr)
-        return 2
+        return errors.report(exc)
 
 
 if __name__ == "__main__":

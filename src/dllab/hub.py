@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dllab import variants
-from dllab.errors import UserError
+from dllab.errors import UserError, report
 from dllab.variants import ROOT
 
 DEPLOY = ROOT / "deploy" / "jupyterhub"
@@ -470,8 +470,7 @@ def main(argv: list[str] | None = None) -> int:
             remove_volumes(args.yes, paths)
         return 0
     except UserError as exc:
-        print(f"dllab: {exc}", file=sys.stderr)
-        return 2
+        return report(exc)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 
 from dllab import variants
-from dllab.errors import UserError
+from dllab.errors import UserError, report
 
 PYPROJECT = variants.ROOT / "pyproject.toml"
 PYTHON = variants.PYTHON
@@ -197,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dllab: {why}", file=sys.stderr)
         return 1 if problems else 0
     except UserError as exc:
-        print(f"dllab: {exc}", file=sys.stderr)
-        return 2
+        return report(exc)
 
 
 if __name__ == "__main__":

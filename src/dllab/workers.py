@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from dllab import variants
-from dllab.errors import UserError
+from dllab.errors import UserError, report
 
 FRAMEWORKS = ("torch", "tensorflow", "keras-jax")
 MAX_WORKERS = 64
@@ -545,15 +545,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         check_engine(plan.image, plan.variant)
     except UserError as exc:
-        print(f"dllab: {exc}", file=sys.stderr)
-        return 2
+        return report(exc)
     except KeyboardInterrupt:
         return 130
     try:
         return execute(plan)
     except UserError as exc:
-        print(f"dllab: {exc}", file=sys.stderr)
-        return 2
+        return report(exc)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,16 @@ def test_labels_name_the_variant_lock_and_revision(client, image):
     assert labels["dllab.variant"] == image.split(":")[1]
     assert labels["dllab.lock-digest"].startswith("sha256:")
     assert labels["org.opencontainers.image.revision"] not in ("", "unknown")
+
+
+def test_the_learner_can_install_into_the_venv(containers, image, tmp_path):
+    """Run as invoke lab runs it (a host UID, group users added), the learner may add packages to
+    the venv, as `pip install` does, and import them."""
+    code, out = containers.output(image, ["python", "-c", (
+        "import os, sysconfig\n"
+        "path = os.path.join(sysconfig.get_paths()['purelib'], 'learner_added.py')\n"
+        "open(path, 'w').write('ANSWER = 42')\n"
+        "import learner_added\n"
+        "print(learner_added.ANSWER)\n"
+    )], **as_invoke_lab_does(work_dir(tmp_path, 1234, 1234), uid=1234, gid=1234))  # fmt: skip
+    assert code == 0 and out.split()[-1] == "42", out
