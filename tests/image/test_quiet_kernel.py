@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
 import uuid
 
 import pytest
 
-from tests.image.conftest import TOKEN, as_invoke_lab_does, host_port, work_dir
+from tests.image.conftest import TOKEN, api, as_invoke_lab_does, host_port, work_dir
 
 IMPORTS = """
 import tensorflow as tf
@@ -22,15 +21,6 @@ print(tf.__version__, torch.__version__, jax.__version__, keras.__version__, ker
 print("onednn", _pywrap_util_port.IsMklEnabled())
 """
 ASKED = "import os, sys\nos.write(2, b'asked-fd\\n')\nprint('asked-py', file=sys.stderr)"
-
-
-def api(container, path: str, method: str = "GET", body: dict | None = None):
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{host_port(container)}{path}?token={TOKEN}", method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or "null")
 
 
 def run_cells(container, kernel: str, cells: list[str], timeout: float = 300) -> list[dict]:
