@@ -265,37 +265,44 @@ def wheelhouse(c, variant="cpu", platform=None):
               f"in {_duration(time.monotonic() - started)}")  # fmt: skip
 
 
+def _conda() -> str | None:
+    """mamba or conda, where one is installed."""
+    return next((tool for tool in ("mamba", "conda") if shutil.which(tool)), None)
+
+
 def _native_env(c, variant: variants.Variant) -> None:
-    """The native environment: conda/mamba from environment.yml where one is installed, else a venv."""
-    conda = next((tool for tool in ("mamba", "conda") if shutil.which(tool)), None)
+    """The native environment: conda/mamba from its conda file where one is installed, else a venv."""
+    conda, env = _conda(), f"dllab-{variant.name}"
+    editable = ["pip", "install", "--no-deps", "--no-build-isolation", "-e", "."]
     if conda and variant.conda_file:
-        c.run(f"{conda} env update --name dllab-{variant.name} --file {variant.conda_file} --prune")
         c.run(
-            f"{conda} run --name dllab-{variant.name} pip install --no-deps --no-build-isolation -e ."
+            quote([conda, "env", "update", "--name", env, "--file", variant.conda_file, "--prune"])
         )
+        c.run(quote([conda, "run", "--name", env, *editable]))
         return
     venv = f".venv-{variant.name}"
-    c.run(f"{PYTHON} -m venv {venv}")
-    c.run(
-        f"{venv}/bin/pip install --require-hashes --no-deps -r {variant.lock(variants.host_platform())}"
-    )
-    c.run(f"{venv}/bin/pip install --no-deps --no-build-isolation -e .")
+    lock = str(variant.lock(variants.host_platform()))
+    c.run(quote([PYTHON, "-m", "venv", venv]))
+    c.run(quote([f"{venv}/bin/pip", "install", "--require-hashes", "--no-deps", "-r", lock]))
+    c.run(quote([f"{venv}/bin/pip", *editable[1:]]))
 
 
-def _native(variant: variants.Variant, command: str) -> str:
+def _native(variant: variants.Variant, command: list[str]) -> str:
     """`command` run in the variant's native environment, with the variables it promises."""
-    conda = next((tool for tool in ("mamba", "conda") if shutil.which(tool)), None)
+    conda = _conda()
     if conda and variant.conda_file:
-        return f"{conda} run --no-capture-output --name dllab-{variant.name} {command}"
-    env = " ".join(
-        f"{k}={v}"
-        for k, v in (
-            ("DLLAB_VARIANT", variant.name),
-            ("DLLAB_ACCELERATOR", variant.accelerator),
-            *variant.env,
+        return quote(
+            [conda, "run", "--no-capture-output", "--name", f"dllab-{variant.name}", *command]
         )
+    promised = (
+        ("DLLAB_VARIANT", variant.name),
+        ("DLLAB_ACCELERATOR", variant.accelerator),
+        *variant.env,
     )
-    return f"env {env} .venv-{variant.name}/bin/{command}"
+    program, *args = command
+    return quote(
+        ["env", *(f"{k}={v}" for k, v in promised), f".venv-{variant.name}/bin/{program}", *args]
+    )
 
 
 @task(
@@ -365,8 +372,14 @@ def lab(c, variant="cpu", port="8888", work="work", stop=False, platform=None, n
         c.run(
             _native(
                 chosen,
-                f"jupyter lab --ServerApp.root_dir=. --port {port} --LabApp.default_url=/lab/tree/labs/README.md",
-            )
+                [
+                    "jupyter",
+                    "lab",
+                    "--ServerApp.root_dir=.",
+                    f"--port={port}",
+                    "--LabApp.default_url=/lab/tree/labs/README.md",
+                ],
+            )  # fmt: skip
         )
         return
     _engine(c)
@@ -467,7 +480,7 @@ def test(c, variant=None, pytest_args="", platform=None):
     chosen, runtime = _variant(variant)
     suites = ["tests/env", "tests/labs"]
     if runtime == "native":
-        c.run(_native(chosen, quote(["python", "-m", "pytest", *suites, *extra])))
+        c.run(_native(chosen, ["python", "-m", "pytest", *suites, *extra]))
         return
     platform = _platform(chosen, platform)
     gpus = _ready_image(c, chosen, platform)
@@ -507,7 +520,7 @@ def doctor(c, variant=None, expect=None, train=False, json=False, platform=None)
     else:
         chosen, runtime = _variant(variant)
         if runtime == "native":
-            result = c.run(_native(chosen, quote(command)), warn=True, pty=False)
+            result = c.run(_native(chosen, command), warn=True, pty=False)
         else:
             platform = _platform(chosen, platform)
             gpus = _ready_image(c, chosen, platform)
@@ -539,7 +552,7 @@ def bench(c, variant=None, runtime=None, quick=False, environment=False):
         return
     chosen, runtime = _variant(variant, runtime)
     if runtime == "native":
-        c.run(_native(chosen, quote(["python", "-m", "dllab", "bench", *flags])), pty=False)
+        c.run(_native(chosen, ["python", "-m", "dllab", "bench", *flags]), pty=False)
         return
     platform = _platform(chosen, None)
     gpus = _ready_image(c, chosen, platform)
@@ -574,7 +587,7 @@ def tensorboard(c, variant="cpu"):
     """Print the URL of TensorBoard for the labs' logs (WORK/runs), behind your lab's login."""
     chosen, runtime = _variant(variant)
     if runtime == "native":
-        c.run(_native(chosen, "tensorboard --logdir work/runs --host 127.0.0.1"))
+        c.run(_native(chosen, ["tensorboard", "--logdir", "work/runs", "--host", "127.0.0.1"]))
         return
     _engine(c)
     name = containers.container_name(chosen, Owner.current())

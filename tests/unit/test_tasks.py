@@ -363,3 +363,10 @@ def test_lab_opens_the_labs_in_a_browser_through_a_private_page(tmp_path, monkey
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     tasks.lab(lab_ctx(), variant="cpu", work=str(tmp_path / "work"))
     assert len(opened) == 1
+
+
+def test_native_commands_are_argument_lists(monkeypatch):
+    """A value with spaces or shell characters reaches the native environment as one argument."""
+    monkeypatch.setattr(tasks.shutil, "which", lambda tool: None)
+    command = tasks._native(variants.get("metal"), ["python", "-c", "print('a b; $(x)')"])
+    assert shlex.split(command)[-3:] == [".venv-metal/bin/python", "-c", "print('a b; $(x)')"]
