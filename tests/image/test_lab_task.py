@@ -22,14 +22,13 @@ from dllab.variants import ROOT
 pytestmark = pytest.mark.slow
 
 
-# No desktop: `invoke lab` would open a real browser on a developer's machine.
-HEADLESS = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-
-
 def invoke(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """A real `invoke` process with this test's environment (its own DLLAB_INSTANCE, read now)
+    and no desktop, so no browser opens on a developer's machine."""
+    headless = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     return subprocess.run([sys.executable, "-m", "invoke", "-r", str(ROOT), *args],
                           capture_output=True, text=True, cwd=cwd, timeout=300,
-                          env={**HEADLESS, **(env or {})})  # fmt: skip
+                          env={**headless, **(env or {})})  # fmt: skip
 
 
 @pytest.fixture
