@@ -417,12 +417,12 @@ def lab(c, variant="cpu", port="8888", work="work", stop=False, platform=None, n
         )
     if running is not None:  # a stopped lab of ours: its container goes, the work stays
         c.run(quote(["docker", "rm", "--force", name]), hide=True)
+    path = _work_dir(c, work, owner)  # a folder it cannot use is refused before anything else
     free = containers.free_port(port)
     if free is None:
         raise _fail(f"ports {port}-{port + 19} are all busy: choose another with --port")
     if free != port:
         print(f"port {port} is busy: using {free}", file=sys.stderr)
-    path = _work_dir(c, work, owner)
     token = secrets.token_urlsafe(24)
     # The token travels in docker's environment, never its argv (see containers.lab_command).
     c.run(
