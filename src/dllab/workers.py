@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from dllab import variants
+from dllab import containers, variants
 from dllab.errors import UserError, report
 
 FRAMEWORKS = ("torch", "tensorflow", "keras-jax")
@@ -348,8 +348,9 @@ def make_plan(
     if epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {epochs}")
     gpus = check_gpus(variant, framework, workers, gpus_here)
-    uid = os.getuid() if uid is None else uid
-    gid = os.getgid() if gid is None else gid
+    if uid is None or gid is None:  # as `invoke lab`: you, or under sudo the user who ran it
+        owner = containers.Owner.current()
+        uid, gid = owner.uid, owner.gid
     extra, mounts = [], []
     dev_src = os.environ.get("DLLAB_WORKERS_SRC")  # development only: run this source tree
     if dev_src:

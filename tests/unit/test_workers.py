@@ -411,3 +411,12 @@ def test_extra_train_flags_reach_every_worker():
 
     p = dataclasses.replace(plan("tensorflow", 2), train_extra=("--hidden", "1024"))
     assert workers.worker_command(p, 1)[-2:] == ["--hidden", "1024"]
+
+
+def test_under_sudo_the_workers_run_as_the_user_who_ran_sudo(monkeypatch):
+    """Root with SUDO_UID/SUDO_GID: the workers' containers run as that user, as `invoke lab` does."""
+    monkeypatch.setattr(os, "getuid", lambda: 0)
+    monkeypatch.setenv("SUDO_UID", "4321")
+    monkeypatch.setenv("SUDO_GID", "4322")
+    plan = workers.make_plan("cpu", "torch", 2, 1)
+    assert (plan.uid, plan.gid) == (4321, 4322)
