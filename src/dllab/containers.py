@@ -161,6 +161,10 @@ def build_command(
         cmd += ["--platform", docker_platform]
     if offline:
         cmd += ["--network", "none"]
+    # CI builds the arm64 image under emulation beside the x86 tests, at a low CPU weight so it
+    # takes only what they leave idle (`docker build --cpu-shares`, a legacy-builder option).
+    if os.environ.get("DLLAB_BUILD_CPU_SHARES"):
+        cmd += ["--cpu-shares", os.environ["DLLAB_BUILD_CPU_SHARES"]]
     if tags is None:
         tag = image_tag(variant, platform)
         tags = (tag, f"{tag}-{revision}")

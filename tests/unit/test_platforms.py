@@ -17,6 +17,7 @@ def private_state(monkeypatch, tmp_path):
     """Tasks remember labs and built images in DLLAB_STATE: a temporary one per test."""
     monkeypatch.setenv("DLLAB_STATE", str(tmp_path / "state"))
     monkeypatch.delenv("DLLAB_BASE", raising=False)
+    monkeypatch.delenv("DLLAB_BUILD_CPU_SHARES", raising=False)
     monkeypatch.setattr(tasks.time, "sleep", lambda s: None)
 
 
@@ -92,6 +93,17 @@ def test_offline_arm64_build_copies_from_the_aarch64_wheels_on_the_base_named_by
     assert "WHEELHOUSE=dllab-wheels:cpu-linux-aarch64" in args
     assert "BASE=debian:bookworm-slim-arm64" in args
     assert option(build, "--network") == ["none"]
+    assert option(build, "--cpu-shares") == []
+
+
+def test_ci_can_give_the_emulated_build_a_low_cpu_weight(monkeypatch):
+    """DLLAB_BUILD_CPU_SHARES becomes `docker build --cpu-shares` (CI's background arm64 build)."""
+    host(monkeypatch, "linux-x86_64")
+    monkeypatch.setenv("DLLAB_BUILD_CPU_SHARES", "2")
+    c = ctx()
+    tasks.build(c, variant="cpu", platform="linux-aarch64", offline=True)
+    [build] = docker(c, "build")
+    assert option(build, "--cpu-shares") == ["2"]
 
 
 @pytest.mark.parametrize("machine", ARM_HOSTS)
