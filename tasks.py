@@ -78,36 +78,35 @@ def _port(value, what: str = "--port") -> int:
     return port
 
 
-def _engine(c) -> None:
-    if not c.run("docker info --format '{{.ServerVersion}}'", hide=True, warn=True).ok:
-        raise _fail(
-            "no Docker engine answers: start Docker (Docker Desktop, or `sudo systemctl "
-            "start docker`; CI: .ci/engine), then run this again"
-        )
+def _quiet(c) -> containers.Runner:
+    """c.run as the engine checks run commands: quietly, a failure being an answer."""
+
+    def run(cmd: list[str]) -> tuple[int, str]:
+        result = c.run(quote(cmd), hide=True, warn=True)
+        return result.exited, result.stdout
+
+    return run
 
 
-def _image(c, variant: variants.Variant, platform: str | None = None) -> None:
-    image = containers.image_tag(variant, platform) if platform else variant.image
-    if not c.run(quote(["docker", "image", "inspect", image]), hide=True, warn=True).ok:
-        also = f" --platform {platform}" if image != variant.image else ""
-        raise _fail(f"no image {image}: run `invoke build --variant {variant.name}{also}`")
-
-
-def _gpus(c, variant: variants.Variant) -> bool:
-    """Whether the engine can hand the variant's accelerator to a container."""
-    if not variant.gpu_args:
-        return False
-    if not variant.gpu_runtime:  # devices passed as they are (e.g. --device), no runtime needed
-        return True
-    result = c.run("docker info --format '{{json .Runtimes}}'", hide=True, warn=True)
-    return result.ok and variant.gpu_runtime in result.stdout
+def _engine(c) -> dict:
+    """The engine's `docker info`, or Exit with how to start one."""
+    try:
+        return containers.check_engine(_quiet(c))
+    except UserError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _ready_image(c, variant: variants.Variant, platform: str | None = None) -> bool:
     """Check the engine and image; say whether to pass the GPUs."""
-    _engine(c)
-    _image(c, variant, platform)
-    return _gpus(c, variant)
+    info = _engine(c)
+    try:
+        containers.check_image(variant, platform, run=_quiet(c))
+    except UserError as exc:
+        raise _fail(str(exc)) from None
+    if not variant.gpu_args:
+        return False
+    # Devices passed as they are (e.g. --device) need no runtime.
+    return not variant.gpu_runtime or containers.gpu_runtime(info, variant)
 
 
 def _writable_by(path: Path, owner: Owner) -> bool:
@@ -327,10 +326,7 @@ def build(c, variant="cpu", platform=None, offline=False):
         raise _fail(problem)
     _engine(c)
     wheels = containers.wheels_image(chosen, platform)
-    if (
-        offline
-        and not c.run(quote(["docker", "image", "inspect", wheels]), hide=True, warn=True).ok
-    ):
+    if offline and not containers.image_exists(wheels, _quiet(c)):
         raise _fail(
             f"no {wheels} image for an offline build: run `invoke wheelhouse --variant {chosen.name}` first"
         )
@@ -401,10 +397,10 @@ def lab(c, variant="cpu", port="8888", work="work", stop=False, platform=None, n
         print(f"your work: {lab_info['work']}  (stop: invoke lab --stop --variant {chosen.name})")
         return
     image = containers.image_tag(chosen, platform)
-    if not c.run(quote(["docker", "image", "inspect", image]), hide=True, warn=True).ok:
+    if not containers.image_exists(image, _quiet(c)):
         # First use: build it, from the wheelhouse when `invoke wheelhouse` made one.
         wheels = containers.wheels_image(chosen, platform)
-        offline = c.run(quote(["docker", "image", "inspect", wheels]), hide=True, warn=True).ok
+        offline = containers.image_exists(wheels, _quiet(c))
         source = f"offline, from {wheels}" if offline else "downloading the frameworks"
         print(f"dllab: no {image} image yet: building it now, once ({source}; several minutes, "
               "each step shows)", file=sys.stderr, flush=True)  # fmt: skip

@@ -1,17 +1,21 @@
-"""Every Docker command dllab runs, as argument lists built from the registry."""
+"""Every Docker command dllab runs, as argument lists built from the registry, and every engine check."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import io
+import json
 import os
 import shlex
 import socket
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from dllab import locks, variants
+from dllab.errors import UserError
 from dllab.variants import ROOT, Variant
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -243,3 +247,73 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 def free_port(start: int, tries: int = 20) -> int | None:
     """The first free port from `start` on, or None."""
     return next((p for p in range(start, min(start + tries, 65536)) if port_free(p)), None)
+
+
+# --- engine checks: an argument list run by a Runner, so tests pass their own --------------------
+
+Runner = Callable[[list[str]], tuple[int, str]]  # runs a command: (exit code, stdout)
+
+NO_DOCKER = (
+    "docker is not installed: install Docker (Docker Desktop, or your Linux distribution's "
+    "docker.io; CI: .ci/engine), then run this again"
+)
+NO_ENGINE = (
+    "no Docker engine answers: start Docker (Docker Desktop, or `sudo systemctl start docker`; "
+    "CI: .ci/engine), then run this again"
+)
+
+
+def capture(cmd: list[str]) -> tuple[int, str]:
+    """The Runner outside invoke: `cmd` with its output captured; 127 (as a shell says) if missing."""
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True)
+    except FileNotFoundError:
+        return 127, ""
+    return result.returncode, result.stdout
+
+
+def check_engine(run: Runner = capture) -> dict:
+    """The engine's `docker info`, or a UserError saying how to get an engine that answers."""
+    code, out = run(["docker", "info", "--format", "{{json .}}"])
+    if code == 127:
+        raise UserError(NO_DOCKER)
+    try:
+        info = json.loads(out or "{}")  # `invoke --dry` runs nothing, so reads nothing
+    except ValueError:
+        raise UserError(NO_ENGINE) from None
+    # With --format, `docker info` exits 0 where no engine answers (docker/cli#5900): its JSON
+    # names the failure under ServerErrors.
+    if code or not isinstance(info, dict) or info.get("ServerErrors"):
+        raise UserError(NO_ENGINE)
+    return info
+
+
+def engine_answers(run: Runner = capture) -> bool:
+    try:
+        check_engine(run)
+    except UserError:
+        return False
+    return True
+
+
+def gpu_runtime(info: dict, variant: Variant) -> bool:
+    """Whether the engine (`info`: its `docker info`) has the runtime that gives `variant` its GPU."""
+    return bool(variant.gpu_runtime) and variant.gpu_runtime in (info.get("Runtimes") or {})
+
+
+def image_exists(image: str, run: Runner = capture) -> bool:
+    return run(["docker", "image", "inspect", image])[0] == 0
+
+
+def check_image(
+    variant: Variant, platform: str | None = None, image: str | None = None, run: Runner = capture
+) -> None:
+    """A UserError naming the `invoke build` to run where the image is missing: `image`, else the
+    variant's (its `platform` build, if given)."""
+    image = image or (image_tag(variant, platform) if platform else variant.image)
+    if not image_exists(image, run):
+        other = platform and platform != variants.engine_platform()
+        also = f" --platform {platform}" if other else ""
+        raise UserError(
+            f"image {image} is missing: build it with `invoke build --variant {variant.name}{also}`"
+        )

@@ -25,9 +25,12 @@ def host(monkeypatch, name: str) -> None:
     monkeypatch.setattr(variants, "host_platform", lambda: name)
 
 
+ENGINE = {re.compile("docker info .*"): Result(stdout='{"ServerVersion": "24.0.0"}')}
+
+
 def ctx():
     """A MockContext where `docker info` answers and any other command succeeds."""
-    return MockContext(run={re.compile(".*"): Result(stdout="24.0.0")}, repeat=True)
+    return MockContext(run={**ENGINE, re.compile(".*"): Result(stdout="24.0.0")}, repeat=True)
 
 
 def docker(c, verb: str) -> list[list[str]]:
@@ -171,6 +174,7 @@ def test_a_missing_platform_image_says_how_to_build_it(monkeypatch):
     host(monkeypatch, "linux-x86_64")
     c = MockContext(
         run={
+            **ENGINE,
             re.compile("docker image inspect.*"): Result(exited=1),
             re.compile(".*"): Result(stdout="ok"),
         },
@@ -179,7 +183,7 @@ def test_a_missing_platform_image_says_how_to_build_it(monkeypatch):
     with pytest.raises(
         Exit,
         match=re.escape(
-            "no image dllab:cpu-linux-aarch64: run "
+            "image dllab:cpu-linux-aarch64 is missing: build it with "
             "`invoke build --variant cpu --platform linux-aarch64`"
         ),
     ):

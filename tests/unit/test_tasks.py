@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shlex
 import subprocess
@@ -27,9 +28,19 @@ def private_state(monkeypatch, tmp_path):
     monkeypatch.setattr(variants, "host_platform", lambda: "linux-x86_64")
 
 
+# `docker info --format '{{json .}}'` of an engine that answers, without the NVIDIA runtime.
+ENGINE = {
+    re.compile("docker info .*"): Result(
+        stdout=json.dumps({"ServerVersion": "24.0.0", "Runtimes": {"runc": {}}})
+    )
+}
+
+
 def ctx(**results):
     """A MockContext where `docker info` answers and any other command succeeds."""
-    return MockContext(run={re.compile(".*"): Result(stdout="24.0.0")}, repeat=True, **results)
+    return MockContext(
+        run={**ENGINE, re.compile(".*"): Result(stdout="24.0.0")}, repeat=True, **results
+    )
 
 
 def commands(c):
@@ -52,6 +63,7 @@ def test_offline_build_without_a_wheelhouse_says_which_task_fills_it():
     """--offline with no wheels image names `invoke wheelhouse --variant cpu`."""
     c = MockContext(
         run={
+            **ENGINE,
             re.compile("docker image inspect dllab-wheels.*"): Result(exited=1),
             re.compile(".*"): Result(stdout="ok"),
         },
@@ -99,32 +111,35 @@ def test_no_engine_says_how_to_start_one():
 
 def test_cuda_lab_without_nvidia_runtime_says_install_the_toolkit():
     """invoke lab --variant cuda on an engine without the nvidia runtime: the fix, not a crash."""
-    c = MockContext(
-        run={
-            re.compile(r"docker info --format '\{\{json .Runtimes\}\}'"): Result(
-                stdout='{"runc":{}}'
-            ),
-            re.compile(".*"): Result(stdout="ok"),
-        },
-        repeat=True,
-    )
+    c = MockContext(run={**ENGINE, re.compile(".*"): Result(stdout="ok")}, repeat=True)
     with pytest.raises(Exit, match="NVIDIA Container Toolkit"):
         tasks.lab(c, variant="cuda")
 
 
-def lab_ctx(**more):
-    """A MockContext where no lab of ours exists yet and every other command succeeds."""
+def lab_ctx(engine=ENGINE):
+    """A MockContext where `engine` answers, no lab of ours exists yet and every other command
+    succeeds."""
     return MockContext(
         run={
+            **engine,
             re.compile("docker container inspect.*"): Result(exited=1),
             re.compile(
                 r"docker inspect --format '\{\{json .Config.Healthcheck.Test\}\}'.*"
             ): Result(stdout='["CMD", "/usr/local/bin/dllab-health"]'),
-            **more,
             re.compile(".*"): Result(stdout="ok"),
         },
         repeat=True,
     )
+
+
+def test_cuda_lab_on_an_engine_with_the_nvidia_runtime_gets_the_gpus(tmp_path):
+    """The runtime is read from the engine check's one `docker info`, an argument list."""
+    answer = {"ServerVersion": "24.0.0", "Runtimes": {"runc": {}, "nvidia": {}}}
+    c = lab_ctx({re.compile("docker info .*"): Result(stdout=json.dumps(answer))})
+    tasks.lab(c, variant="cuda", port=18888, work=str(tmp_path / "work"))
+    assert shlex.split(commands(c)[0]) == ["docker", "info", "--format", "{{json .}}"]
+    [run] = [cmd for cmd in commands(c) if cmd.startswith("docker run")]
+    assert "--gpus all" in run
 
 
 def test_lab_runs_as_you_hardened_on_loopback_with_the_token_out_of_argv(tmp_path):
@@ -207,7 +222,7 @@ def test_a_second_lab_of_yours_reprints_its_url_and_stop_is_graceful(tmp_path):
     c = lab_ctx()
     tasks.lab(c, variant="cpu", port=18888, work=str(tmp_path / "work"))
     running = MockContext(
-        run={re.compile("docker container inspect.*"): Result(stdout="true"),
+        run={**ENGINE, re.compile("docker container inspect.*"): Result(stdout="true"),
              re.compile(".*"): Result(stdout="ok")},
         repeat=True,
     )  # fmt: skip
@@ -237,7 +252,7 @@ def test_clean_removes_only_tags_of_images_this_checkout_built(tmp_path):
         "dllab:cpu sha256:ours\ndllab:cpu-abc1234 sha256:ours\ndllab:cpu-mine sha256:derived\n"
     )
     c = MockContext(
-        run={re.compile("docker image ls.*"): Result(stdout=listing),
+        run={**ENGINE, re.compile("docker image ls.*"): Result(stdout=listing),
              re.compile(".*"): Result(stdout="")},
         repeat=True,
     )  # fmt: skip
@@ -335,7 +350,7 @@ def test_wheelhouse_keeps_an_image_that_already_holds_the_locks_wheels():
     frameworks' layer of the next build stays cached)."""
     digest = tasks.containers.wheels_lock_digest(variants.get("cpu"), "linux-x86_64")
     c = MockContext(
-        run={re.compile("docker image inspect --format.*dllab-wheels.*"): Result(stdout=digest),
+        run={**ENGINE, re.compile("docker image inspect --format.*dllab-wheels.*"): Result(stdout=digest),
              re.compile(".*"): Result(stdout="ok")},
         repeat=True,
     )  # fmt: skip

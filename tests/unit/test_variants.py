@@ -99,7 +99,8 @@ def test_a_fourth_variant_is_one_row_tasks_build_its_commands_from(monkeypatch, 
     monkeypatch.setenv("DLLAB_STATE", str(tmp_path / "state"))
     monkeypatch.setattr(tasks.time, "sleep", lambda s: None)
     c = MockContext(
-        run={re.compile("docker container inspect.*"): Result(exited=1),
+        run={re.compile("docker info .*"): Result(stdout='{"ServerVersion": "24.0.0"}'),
+             re.compile("docker container inspect.*"): Result(exited=1),
              re.compile(".*"): Result(stdout="ok")},
         repeat=True,
     )  # fmt: skip

@@ -1,0 +1,94 @@
+"""dllab.containers' engine checks, with a fake Runner: the one place their messages come from."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dllab import containers, variants
+from dllab.errors import UserError
+
+CPU = variants.get("cpu")
+CUDA = variants.get("cuda")
+
+
+def runner(answers: dict[str, tuple[int, str]]):
+    """A Runner answering each command by its first two words (`docker info`, `docker image`)."""
+    ran = []
+
+    def run(cmd: list[str]) -> tuple[int, str]:
+        ran.append(cmd)
+        return answers.get(" ".join(cmd[:2]), (0, ""))
+
+    run.ran = ran
+    return run
+
+
+def info(**fields) -> tuple[int, str]:
+    return 0, json.dumps({"ServerVersion": "24.0.0", **fields})
+
+
+def test_an_engine_that_answers_gives_its_docker_info():
+    run = runner({"docker info": info(Runtimes={"runc": {}, "nvidia": {}})})
+    assert containers.check_engine(run)["ServerVersion"] == "24.0.0"
+    assert run.ran == [["docker", "info", "--format", "{{json .}}"]]
+    assert containers.engine_answers(run)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (1, ""),  # the engine's socket refuses: older CLIs exit 1
+        (0, json.dumps({"ServerErrors": ["Cannot connect to the Docker daemon"]})),  # CLI 23+
+        (0, "not json"),
+    ],
+)
+def test_no_engine_says_how_to_start_one(answer):
+    run = runner({"docker info": answer})
+    with pytest.raises(UserError) as error:
+        containers.check_engine(run)
+    assert str(error.value) == (
+        "no Docker engine answers: start Docker (Docker Desktop, or `sudo systemctl start docker`; "
+        "CI: .ci/engine), then run this again"
+    )
+    assert not containers.engine_answers(run)
+
+
+def test_no_docker_command_says_install_it(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(UserError, match=r"^docker is not installed: install Docker"):
+        containers.check_engine()  # the real Runner: no docker on PATH answers 127
+    assert not containers.engine_answers()
+
+
+def test_the_gpu_runtime_is_read_from_docker_info():
+    assert containers.gpu_runtime({"Runtimes": {"runc": {}, "nvidia": {}}}, CUDA)
+    assert not containers.gpu_runtime({"Runtimes": {"runc": {}}}, CUDA)
+    assert not containers.gpu_runtime({}, CUDA)
+    assert not containers.gpu_runtime({"Runtimes": {"nvidia": {}}}, CPU)  # cpu needs none
+
+
+def test_a_missing_image_names_the_build_that_makes_it(monkeypatch):
+    monkeypatch.setattr(variants, "host_platform", lambda: "linux-x86_64")
+    missing = runner({"docker image": (1, "")})
+    with pytest.raises(UserError) as error:
+        containers.check_image(CPU, run=missing)
+    assert (
+        str(error.value) == "image dllab:cpu is missing: build it with `invoke build --variant cpu`"
+    )
+    with pytest.raises(UserError) as error:
+        containers.check_image(CPU, "linux-aarch64", run=missing)
+    assert str(error.value) == (
+        "image dllab:cpu-linux-aarch64 is missing: "
+        "build it with `invoke build --variant cpu --platform linux-aarch64`"
+    )
+    with pytest.raises(UserError, match=r"^image dllab:cpu is missing: .* --variant cpu`$"):
+        containers.check_image(CPU, "linux-x86_64", run=missing)  # the engine's own platform
+    assert missing.ran[-1] == ["docker", "image", "inspect", "dllab:cpu"]
+
+
+def test_an_image_that_exists_passes():
+    run = runner({"docker image": (0, "[]")})
+    containers.check_image(CPU, image="dllab:mine", run=run)
+    assert run.ran == [["docker", "image", "inspect", "dllab:mine"]]
