@@ -65,17 +65,13 @@ def _variant(name: str, runtime: str | None = None) -> tuple[variants.Variant, s
 
 
 def _port(value, what: str = "--port") -> int:
-    """A port the caller may publish on: a number in 1024-65535 (1-65535 for root).
-
-    Numeric flags default to strings, so that invoke passes `abc` here for one line instead of
-    failing its own int() cast with a traceback."""
-    text = str(value).strip()
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise _fail(f"{what} must be a port number from 1024 to 65535, not {value!r}")
-    port = int(text)
-    if port < 1024 and os.getuid() != 0:
-        raise _fail(f"{what} {port} is a privileged port (below 1024): choose one from 1024 up")
-    return port
+    """A port the caller may publish on, or Exit with one line. Numeric flags default to strings,
+    so that invoke passes `abc` here for one line instead of failing its own int() cast with a
+    traceback."""
+    try:
+        return containers.port_number(value, what)
+    except UserError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _quiet(c) -> containers.Runner:

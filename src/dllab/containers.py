@@ -235,20 +235,6 @@ def health_probe(name: str, healthcheck: list[str]) -> list[str]:
     return ["docker", "exec", name, *args]
 
 
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(start: int, tries: int = 20) -> int | None:
-    """The first free port from `start` on, or None."""
-    return next((p for p in range(start, min(start + tries, 65536)) if port_free(p)), None)
-
-
 # --- engine checks: an argument list run by a Runner, so tests pass their own --------------------
 
 Runner = Callable[[list[str]], tuple[int, str]]  # runs a command: (exit code, stdout)
@@ -317,3 +303,41 @@ def check_image(
         raise UserError(
             f"image {image} is missing: build it with `invoke build --variant {variant.name}{also}`"
         )
+
+
+# --- ports on this machine ----------------------------------------------------------------------
+
+
+def port_number(value: int | str, what: str = "--port") -> int:
+    """`value` as a port the caller may listen on: 1024-65535 (1-65535 for root), else a UserError."""
+    text = str(value).strip()
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise UserError(f"{what} must be a port number from 1024 to 65535, not {value!r}")
+    port = int(text)
+    if port < 1024 and os.getuid() != 0:
+        raise UserError(f"{what} {port} is a privileged port (below 1024): choose one from 1024 up")
+    return port
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        # As servers bind (Docker's proxy, Node, Jupyter): a port whose last connections are
+        # only in TIME_WAIT is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(start: int, tries: int = 20) -> int | None:
+    """The first free port from `start` on, or None."""
+    return next((p for p in range(start, min(start + tries, 65536)) if port_free(p)), None)
+
+
+def any_free_port(host: str = "127.0.0.1") -> int:
+    """A port free on `host` now, as the system picks one."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]

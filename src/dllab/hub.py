@@ -10,7 +10,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from dllab import variants
+from dllab import containers, variants
 from dllab.errors import UserError, report
 from dllab.variants import ROOT
 
@@ -135,16 +134,6 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
 
 
-def check_engine() -> dict:
-    """`docker info` as JSON, or a UserError saying how to get an engine."""
-    if not shutil.which("docker"):
-        raise UserError("no docker CLI on PATH: install Docker, then run this again")
-    result = _run(["docker", "info", "--format", "{{json .}}"])
-    if result.returncode != 0:
-        raise UserError("no Docker engine answers (`docker info` failed): start Docker, then run this again")  # fmt: skip
-    return json.loads(result.stdout or "{}")
-
-
 def check_variant(name: str) -> variants.Variant:
     variant = variants.get(name)
     if "docker" not in variant.runtimes:
@@ -155,31 +144,10 @@ def check_variant(name: str) -> variants.Variant:
     return variant
 
 
-def check_image(variant: variants.Variant) -> None:
-    if _run(["docker", "image", "inspect", variant.image]).returncode != 0:
-        raise UserError(
-            f"image {variant.image} is missing: build it with `invoke build --variant {variant.name}`"
-        )
-
-
 def check_port(port: int) -> None:
-    if not 1 <= port <= 65535:
-        raise UserError(f"port {port} is not a TCP port: choose one from 1 to 65535")
-    with socket.socket() as sock:
-        # As the proxy binds: a port whose last connections are only in TIME_WAIT is free.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            raise UserError(
-                f"port {port} on 127.0.0.1 is busy: choose another with --port"
-            ) from None
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    containers.port_number(port)
+    if not containers.port_free(port):
+        raise UserError(f"port {port} on 127.0.0.1 is busy: choose another with --port")
 
 
 def _cmdline(pid: int) -> bytes:
@@ -201,11 +169,6 @@ def running_pid(paths: Paths) -> int | None:
         f"stale pid file {paths.pid} (pid {text or '?'} is not a running hub): "
         f"remove it, then run this again"
     )
-
-
-def gpu_runtime(info: dict, variant: variants.Variant) -> bool:
-    """Whether the engine has the runtime that gives `variant` its GPU (the registry's row)."""
-    return bool(variant.gpu_runtime) and variant.gpu_runtime in (info.get("Runtimes") or {})
 
 
 def gpu_ids() -> str:
@@ -245,11 +208,13 @@ def ensure_software(paths: Paths) -> None:
         _checked(proxy_command(paths))
 
 
-def _checked(cmd: list[str]) -> None:
+def _checked(cmd: list[str]) -> str:
+    """`cmd`'s output, or a UserError with its last line."""
     result = _run(cmd)
     if result.returncode != 0:
         last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         raise UserError(f"`{' '.join(cmd[:4])} ...` failed: {last[0]}")
+    return result.stdout
 
 
 def ensure_network(name: str) -> str:
@@ -288,8 +253,8 @@ def hub_env(
         "DLLAB_HUB_PREFIX": prefix(),
         "DLLAB_HUB_NETWORK": f"{prefix()}-net",
         "DLLAB_HUB_IP": gateway,
-        "DLLAB_HUB_API_PORT": str(free_port(gateway)),
-        "DLLAB_HUB_PROXY_API_PORT": str(free_port()),
+        "DLLAB_HUB_API_PORT": str(containers.any_free_port(gateway)),
+        "DLLAB_HUB_PROXY_API_PORT": str(containers.any_free_port()),
         "DLLAB_HUB_PROXY": str(paths.proxy),
         "DLLAB_HUB_API_TOKEN": paths.token.read_text().strip(),
         "DLLAB_HUB_GPU": "1" if gpu else "0",
@@ -309,9 +274,9 @@ def start(variant_name: str, port: int, admin: str, paths: Paths) -> str:
         url = json.loads(paths.info.read_text())["url"] if paths.info.exists() else "?"
         raise UserError(f"a hub is already running (pid {pid}, {url}): stop it with `python -m dllab.hub stop`")  # fmt: skip
     check_port(port)
-    info = check_engine()
-    check_image(variant)
-    gpu = gpu_runtime(info, variant)
+    info = containers.check_engine()
+    containers.check_image(variant)
+    gpu = containers.gpu_runtime(info, variant)
     if variant.gpu_runtime and not gpu:
         print(f"dllab: the engine has no {variant.gpu_runtime} runtime: users get {variant.image} without a GPU", file=sys.stderr)  # fmt: skip
     ensure_software(paths)
@@ -383,7 +348,7 @@ def stop(paths: Paths) -> int:
         _terminate(int(text), timeout=10)
     proxy.unlink(missing_ok=True)
     removed = 0
-    if engine_answers():
+    if containers.engine_answers():
         ids = _run(containers_command()).stdout.split()
         if ids:
             _run(["docker", "rm", "--force", *ids])
@@ -394,22 +359,15 @@ def stop(paths: Paths) -> int:
     return removed
 
 
-def engine_answers() -> bool:
-    return bool(shutil.which("docker")) and _run(["docker", "info"]).returncode == 0
-
-
 def volumes() -> list[tuple[str, str]]:
     """(volume, owner) of every user's work volume."""
-    result = _run(volumes_command())
-    if result.returncode != 0:
-        raise UserError("no Docker engine answers (`docker volume ls` failed): start Docker first")
-    return [tuple((line.split("\t") + [""])[:2]) for line in result.stdout.splitlines() if line]
+    lines = _checked(volumes_command()).splitlines()
+    return [(name, owner) for name, _, owner in (line.partition("\t") for line in lines if line)]
 
 
 def remove_volumes(yes: bool, paths: Paths) -> list[str]:
     """Delete every user's work volume; without `yes`, only say what would go."""
-    if not engine_answers():
-        raise UserError("no Docker engine answers: start Docker first")
+    containers.check_engine()
     if running_pid(paths):
         raise UserError("the hub is running: stop it first with `python -m dllab.hub stop`")
     found = volumes()

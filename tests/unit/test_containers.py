@@ -1,8 +1,10 @@
-"""dllab.containers' engine checks, with a fake Runner: the one place their messages come from."""
+"""dllab.containers' engine checks (with a fake Runner) and port helpers: the one place their
+messages come from."""
 
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -92,3 +94,26 @@ def test_an_image_that_exists_passes():
     run = runner({"docker image": (0, "[]")})
     containers.check_image(CPU, image="dllab:mine", run=run)
     assert run.ran == [["docker", "image", "inspect", "dllab:mine"]]
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("abc", "must be a port number"), ("70000", "must be a port number"), (80, "privileged")],
+)
+def test_a_port_number_is_one_a_user_may_listen_on(monkeypatch, value, words):
+    monkeypatch.setattr(containers.os, "getuid", lambda: 1000)
+    with pytest.raises(UserError, match=f"^--port .*{words}"):
+        containers.port_number(value)
+    assert containers.port_number(" 8888 ") == 8888
+    monkeypatch.setattr(containers.os, "getuid", lambda: 0)
+    assert containers.port_number(80) == 80
+
+
+def test_a_busy_port_is_not_free_and_the_next_free_one_is_found():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert not containers.port_free(port)
+        assert containers.free_port(port) in range(port + 1, port + 20)
+    assert containers.port_free(containers.any_free_port())

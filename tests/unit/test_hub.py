@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dllab import hub
+from dllab import containers, hub
 from dllab.errors import UserError
 
 
@@ -75,7 +75,7 @@ def test_hub_command_runs_the_repos_config(paths):
         (["start", "--variant", "tpu"], "unknown variant 'tpu'"),
         (["start", "--variant", "metal"], "native only"),
         (["start", "--port", "x"], "argument --port"),
-        (["start", "--port", "70000"], "not a TCP port"),
+        (["start", "--port", "70000"], "--port must be a port number from 1024 to 65535"),
         (["start", "--admin", "a b"], "admin name"),
         (["frob"], "invalid choice"),
         ([], "required"),
@@ -83,8 +83,8 @@ def test_hub_command_runs_the_repos_config(paths):
 )
 def test_bad_arguments_are_one_line_and_exit_2(capsys, monkeypatch, tmp_path, argv, words):
     monkeypatch.setenv("DLLAB_HUB_STATE", str(tmp_path))
-    monkeypatch.setattr(hub, "check_engine", lambda: {})
-    monkeypatch.setattr(hub, "check_image", lambda variant: None)
+    monkeypatch.setattr(hub.containers, "check_engine", lambda: {})
+    monkeypatch.setattr(hub.containers, "check_image", lambda variant: None)
     code, out, err = run_main(capsys, *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("dllab: ") and words in err
@@ -99,14 +99,14 @@ def test_a_busy_port_names_the_flag():
             hub.check_port(port)
 
 
-def test_no_engine_and_a_missing_image_say_what_to_do(monkeypatch):
-    failed = subprocess.CompletedProcess([], 1, "", "")
-    monkeypatch.setattr(hub, "_run", lambda cmd, **kw: failed)
-    monkeypatch.setattr(hub.shutil, "which", lambda name: "/usr/bin/docker")
-    with pytest.raises(UserError, match="no Docker engine answers"):
-        hub.check_engine()
-    with pytest.raises(UserError, match=r"dllab:cpu is missing: build it with `invoke build --variant cpu`"):  # fmt: skip
-        hub.check_image(hub.check_variant("cpu"))
+def test_no_docker_is_one_line_and_exit_2(capsys, monkeypatch, tmp_path):
+    """The engine check is containers': its message, through the hub's one-line ending."""
+    monkeypatch.setenv("DLLAB_HUB_STATE", str(tmp_path))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    port = str(containers.any_free_port())
+    code, out, err = run_main(capsys, "start", "--port", port)
+    assert code == 2 and out == ""
+    assert err == f"dllab: {containers.NO_DOCKER}\n"
 
 
 def test_a_stale_pid_file_is_named(paths):
@@ -126,7 +126,7 @@ def test_remove_volumes_lists_and_asks_for_yes(monkeypatch, paths, capsys):
         return subprocess.CompletedProcess(cmd, 0, out, "")
 
     monkeypatch.setattr(hub, "_run", fake)
-    monkeypatch.setattr(hub, "engine_answers", lambda: True)
+    monkeypatch.setattr(hub.containers, "check_engine", lambda: {})
     with pytest.raises(UserError, match="2 volumes .* pass --yes"):
         hub.remove_volumes(False, paths)
     assert (
