@@ -141,7 +141,7 @@ def worker_command(plan: Plan, rank: int) -> list[str]:
         "docker", "run", "--name", plan.container(rank), "--hostname", plan.container(rank),
         "--network", plan.network,
         "--label", f"{OWNER_LABEL}={plan.owner}", "--label", f"{RUN_LABEL}={plan.network}",
-        "--user", user, "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--user", user, *containers.HARDENING,
         # docker's own init as PID 1 forwards signals; the image's start script is not needed.
         "--init", "--entrypoint", entrypoint, "--workdir", "/tmp",
         "--env", "HOME=/tmp", "--env", "PYTHONUNBUFFERED=1", "--env", "TF_CPP_MIN_LOG_LEVEL=2",
@@ -314,15 +314,6 @@ def count_gpus(run: Callable = subprocess.run) -> int:
     if proc.returncode != 0:
         return 0
     return sum(1 for line in proc.stdout.splitlines() if line.startswith("GPU "))
-
-
-def check_engine(image: str, variant: str, run: Callable = subprocess.run) -> None:
-    if not shutil.which("docker"):
-        raise UserError("docker is not installed: install Docker (or start it: .ci/engine)")
-    if run(["docker", "info"], capture_output=True).returncode != 0:
-        raise UserError("no Docker engine answers: start Docker, then try again")
-    if run(["docker", "image", "inspect", image], capture_output=True).returncode != 0:
-        raise UserError(f"no image {image}: build it with `invoke build --variant {variant}`")
 
 
 def cpu_count() -> int:
@@ -544,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = make_plan(
             args.variant, args.framework, args.workers, args.epochs, args.image, gpus_here
         )
-        check_engine(plan.image, plan.variant)
+        containers.check_engine()
+        containers.check_image(variants.get(plan.variant), image=plan.image)
     except UserError as exc:
         return report(exc)
     except KeyboardInterrupt:

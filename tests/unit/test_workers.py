@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dllab import train_worker, workers
+from dllab import containers, train_worker, workers
 from dllab.errors import UserError
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -285,13 +285,13 @@ def test_more_gpu_workers_than_gpus_is_one_line_and_exit_2(tmp_path):
 def test_no_docker_is_one_line_and_exit_2(tmp_path):
     proc = cli("--workers", "2", path=fake_bin(tmp_path))
     assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("dllab: docker is not installed")
+    assert proc.stderr.strip() == f"dllab: {containers.NO_DOCKER}"
 
 
 def test_engine_down_is_one_line_and_exit_2(tmp_path):
     proc = cli("--workers", "2", path=fake_bin(tmp_path, docker="exit 1"))
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "dllab: no Docker engine answers: start Docker, then try again"
+    assert proc.stderr.strip() == f"dllab: {containers.NO_ENGINE}"
 
 
 def test_missing_image_is_one_line_and_exit_2(tmp_path):
@@ -300,7 +300,7 @@ def test_missing_image_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert (
         proc.stderr.strip()
-        == "dllab: no image dllab:nope: build it with `invoke build --variant cpu`"
+        == "dllab: image dllab:nope is missing: build it with `invoke build --variant cpu`"
     )
 
 
