@@ -137,7 +137,7 @@ def _work_dir(c, work: str, owner: Owner) -> Path:
 
 
 def _revision(c) -> str:
-    result = c.run("git rev-parse --short HEAD", hide=True, warn=True)
+    result = c.run(quote(["git", "rev-parse", "--short", "HEAD"]), hide=True, warn=True)
     return (result.stdout.strip() if result.ok else "") or "unknown"
 
 

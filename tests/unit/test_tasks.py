@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import re
@@ -385,3 +386,11 @@ def test_native_commands_are_argument_lists(monkeypatch):
     monkeypatch.setattr(tasks.shutil, "which", lambda tool: None)
     command = tasks._native(variants.get("metal"), ["python", "-c", "print('a b; $(x)')"])
     assert shlex.split(command)[-3:] == [".venv-metal/bin/python", "-c", "print('a b; $(x)')"]
+
+
+def test_every_command_a_task_runs_is_an_argument_list():
+    """No c.run of a string written in tasks.py: each command is quote([...]) of a list."""
+    tree = ast.parse(Path(tasks.__file__).read_text())
+    runs = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) == "c.run"]
+    strings = [n for n in runs if isinstance(n.args[0], ast.Constant | ast.JoinedStr)]
+    assert runs and [ast.unparse(n) for n in strings] == []
