@@ -275,6 +275,7 @@ def check_engine(run: Runner = capture) -> dict:
 
 
 def engine_answers(run: Runner = capture) -> bool:
+    """Whether `check_engine` passes (for clean-ups that have nothing to do without an engine)."""
     try:
         check_engine(run)
     except UserError:
