@@ -136,8 +136,9 @@ def launch(framework: str, n: int, epochs: int = epochs) -> list[dict]:
     for proc in procs:
         out, _ = proc.communicate(timeout=600)
         if proc.returncode != 0:
+            # 40 lines: torchrun's own summary is 10, the worker's error is above it.
             raise RuntimeError(
-                f"a {framework} worker failed:\n" + "\n".join(out.splitlines()[-10:])
+                f"a {framework} worker failed:\n" + "\n".join(out.splitlines()[-40:])
             )
         results += [
             json.loads(line[len(train_worker.RESULT_PREFIX) :])
