@@ -1,11 +1,9 @@
-"""Helpers shared by the test folders: skips that say what is missing, and the engine check."""
+"""Helpers shared by the test folders: skips that say what is missing."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import subprocess
 
 import pytest
 
@@ -17,12 +15,6 @@ def missing(what: str, reason: str) -> None:
     if what in REQUIRE:
         pytest.fail(f"{reason} (DLLAB_REQUIRE has {what})")
     pytest.skip(reason)
-
-
-def engine_answers() -> bool:
-    return bool(shutil.which("docker")) and (
-        subprocess.run(["docker", "info"], capture_output=True).returncode == 0
-    )
 
 
 def require_frameworks() -> None:

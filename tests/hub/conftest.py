@@ -7,8 +7,9 @@ import subprocess
 
 import pytest
 
-from tests.hub.client import PREFIX, Hub, free_port, hub_env
-from tests.support import engine_answers, missing
+from dllab.containers import any_free_port, engine_answers
+from tests.hub.client import PREFIX, Hub, hub_env
+from tests.support import missing
 
 
 def remove_everything() -> None:
@@ -39,7 +40,7 @@ def engine_and_image():
 def hub(engine_and_image, tmp_path_factory):
     """`python -m dllab.hub start` on a free port; stopped, and its users' volumes removed, after."""
     remove_everything()
-    running = Hub(free_port(), tmp_path_factory.mktemp("hub"), {})
+    running = Hub(any_free_port(), tmp_path_factory.mktemp("hub"), {})
     running.env = hub_env(running.state)
     result = running.start("--admin", "teacher")
     if result.returncode != 0:

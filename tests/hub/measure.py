@@ -22,8 +22,9 @@ from pathlib import Path
 
 import requests
 
+from dllab.containers import any_free_port
 from dllab.variants import ROOT
-from tests.hub.client import TENSORFLOW_STEP, TORCH_STEP, Hub, free_port, train
+from tests.hub.client import TENSORFLOW_STEP, TORCH_STEP, Hub, train
 
 PREFIX = "dllab-hubbench"
 
@@ -32,7 +33,7 @@ def baseline(runs: int = 3) -> list[float]:
     """`docker run` dllab:cpu (as `invoke lab` does) until JupyterLab's /api answers."""
     times = []
     for i in range(runs):
-        port = free_port()
+        port = any_free_port()
         name = f"{PREFIX}-lab{i}"
         began = time.monotonic()
         subprocess.run(
@@ -113,7 +114,7 @@ def main() -> int:
     print("baseline (docker run -> /api):", results["baseline_s"], flush=True)
 
     state = Path(tempfile.mkdtemp(prefix="dllab-hubbench-"))
-    hub = Hub(free_port(), state, {
+    hub = Hub(any_free_port(), state, {
         "DLLAB_HUB_STATE": str(state), "DLLAB_HUB_PREFIX": PREFIX,
         "DLLAB_HUB_VENV": os.environ.get("DLLAB_HUB_VENV", str(ROOT / ".hub" / "venv")),
     })  # fmt: skip

@@ -7,14 +7,15 @@ import subprocess
 
 import pytest
 
-from tests.hub.client import Hub, free_port, hub_env
+from dllab.containers import any_free_port
+from tests.hub.client import Hub, hub_env
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture
 def hub(tmp_path):
-    return Hub(free_port(), tmp_path, hub_env(tmp_path))
+    return Hub(any_free_port(), tmp_path, hub_env(tmp_path))
 
 
 def one_line(result: subprocess.CompletedProcess, *words: str) -> None:

@@ -10,7 +10,8 @@ import urllib.request
 import pytest
 
 from dllab import variants
-from tests.support import engine_answers, missing
+from dllab.containers import engine_answers
+from tests.support import missing
 
 pytestmark = pytest.mark.docker
 
