@@ -93,7 +93,8 @@ class Variant:
 
     @property
     def image(self) -> str:
-        return f"dllab:{self.name}"
+        """dllab:cpu; DLLAB_IMAGE_NAME renames the repository (a second tree's images, a registry's)."""
+        return f"{image_name()}:{self.name}"
 
     def lock(self, platform: str) -> Path:
         return LOCKS / f"{self.name}-{platform}.txt"
@@ -166,6 +167,11 @@ TORCH_BY_PLATFORM = {
         "PyPI's CPU-only aarch64 torch ends at 2.10; see locks/README.md",
     ),
 }
+
+
+def image_name() -> str:
+    """The repository of dllab's images: DLLAB_IMAGE_NAME, else `dllab`."""
+    return os.environ.get("DLLAB_IMAGE_NAME") or "dllab"
 
 
 def get(name: str) -> Variant:

@@ -349,7 +349,7 @@ def make_plan(
         extra.append(("PYTHONPATH", "/opt/dllab-dev/src"))
     return Plan(
         variant=variant, framework=framework, workers=workers, epochs=epochs,
-        image=image or f"dllab:{variant}", network=run_id(uid, token), uid=uid, gid=gid,
+        image=image or variants.get(variant).image, network=run_id(uid, token), uid=uid, gid=gid,
         gpus=gpus, threads=max(1, (cores or cpu_count()) // workers),
         extra_env=tuple(extra), mounts=tuple(mounts),
     )  # fmt: skip

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from dllab import variants
 from dllab.containers import any_free_port, engine_answers
 from tests.hub.client import PREFIX, Hub, hub_env
 from tests.support import missing
@@ -30,8 +31,9 @@ def remove_everything() -> None:
 def engine_and_image():
     if not engine_answers():
         missing("docker", "no Docker engine answers (start one: .ci/engine)")
-    if subprocess.run(["docker", "image", "inspect", "dllab:cpu"], capture_output=True).returncode:
-        missing("image-cpu", "no dllab:cpu image: run `invoke build --variant cpu`")
+    image = variants.get("cpu").image
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode:
+        missing("image-cpu", f"no {image} image: run `invoke build --variant cpu`")
     if not shutil.which("npm"):
         missing("docker", "no npm: configurable-http-proxy installs from npm (Node.js >= 20)")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import requests
 
+from dllab import variants
 from dllab.containers import any_free_port
 from dllab.variants import ROOT
 from tests.hub.client import TENSORFLOW_STEP, TORCH_STEP, Hub, train
@@ -38,7 +39,7 @@ def baseline(runs: int = 3) -> list[float]:
         began = time.monotonic()
         subprocess.run(
             ["docker", "run", "--detach", "--rm", "--name", name, "--label", f"dllab.hub={PREFIX}",
-             "--publish", f"127.0.0.1:{port}:8888", "--env", "JUPYTER_TOKEN=bench", "dllab:cpu"],
+             "--publish", f"127.0.0.1:{port}:8888", "--env", "JUPYTER_TOKEN=bench", variants.get("cpu").image],
             check=True, capture_output=True,
         )  # fmt: skip
         while True:

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from dllab import variants
 from dllab.containers import any_free_port
 from tests.hub.client import Hub, hub_env
 
@@ -38,9 +39,10 @@ def test_no_engine_is_said(hub):
 
 
 def test_a_missing_image_is_said(hub, engine_and_image):
-    if not subprocess.run(["docker", "image", "inspect", "dllab:cuda"], capture_output=True).returncode:  # fmt: skip
-        pytest.skip("dllab:cuda exists here, so no variant's image is missing")
-    one_line(hub.start("--variant", "cuda"), "dllab:cuda is missing", "invoke build --variant cuda")
+    image = variants.get("cuda").image
+    if not subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode:
+        pytest.skip(f"{image} exists here, so no variant's image is missing")
+    one_line(hub.start("--variant", "cuda"), f"{image} is missing", "invoke build --variant cuda")
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ def image_or_skip(client, variant: str) -> str:
     """The tag of a built image, or a skip saying how to build it."""
     import docker
 
-    tag = f"dllab:{variant}"
+    tag = variants.get(variant).image
     try:
         client.images.get(tag)
     except docker.errors.ImageNotFound:
