@@ -16,7 +16,8 @@ import requests
 
 from dllab.variants import ROOT
 
-PREFIX = "dllab-hubtest"
+# Another tree testing hubs on the same engine sets its own (until hubs are scoped by checkout).
+PREFIX = os.environ.get("DLLAB_HUBTEST_PREFIX", "dllab-hubtest")
 
 
 def hub_env(state) -> dict[str, str]:
