@@ -1,11 +1,12 @@
-"""JupyterHub for a class on one host: DockerSpawner runs one dllab:<variant> container per user.
+"""JupyterHub for a class on one host: DockerSpawner runs one dllab:<variant> container per learner.
 
-`python -m dllab.hub start` (or `invoke hub`) runs `jupyterhub -f` this file with the DLLAB_HUB_*
-variables below set; each has a default, so a teacher can also run it directly. See
-deploy/README.md for what each choice is and why.
+`python -m dllab.hub start` (or `invoke hub`) runs `jupyterhub --config` this file with the
+DLLAB_HUB_* variables below set. The learners' containers get the same rules as every dllab
+container (hardening, shared memory, GPUs, labels: dllab.containers), from the dllab package of
+this checkout, which the config puts on the hub's path. See deploy/README.md for each choice.
 """
 
-# ruff: noqa: F821  (`c` is JupyterHub's config object, injected when it loads this file)
+# ruff: noqa: E402, F821  (`c` is JupyterHub's config object, injected when it loads this file)
 
 from __future__ import annotations
 
@@ -13,63 +14,52 @@ import asyncio
 import os
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # this checkout's dllab
 
 from dockerspawner import DockerSpawner
 from jupyterhub.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 import docker
+from dllab import accounts, containers, variants
+from dllab import hub as dllab_hub
 
 env = os.environ.get
 
-VARIANT = env("DLLAB_HUB_VARIANT", "cpu")
-IMAGE = env("DLLAB_HUB_IMAGE", f"dllab:{VARIANT}")
+VARIANT = variants.get(env("DLLAB_HUB_VARIANT", "cpu"))
+IMAGE = env("DLLAB_HUB_IMAGE") or VARIANT.image
 PORT = int(env("DLLAB_HUB_PORT", "8000"))
-STATE = env("DLLAB_HUB_STATE", os.getcwd())
-# Every engine object this hub makes is named `<prefix>-...` and labelled dllab.hub=<prefix>.
-PREFIX = env("DLLAB_HUB_PREFIX", "dllab-hub")
-NETWORK = env("DLLAB_HUB_NETWORK", f"{PREFIX}-net")
+STATE = Path(env("DLLAB_HUB_STATE") or os.getcwd())
+NAME = env("DLLAB_HUB_NAME") or dllab_hub.name()  # names everything this hub makes
+NETWORK = f"{NAME}-net"
 MEM_LIMIT = env("DLLAB_HUB_MEM_LIMIT", "2G")
 CPU_LIMIT = float(env("DLLAB_HUB_CPU_LIMIT", "1"))
 CULL_TIMEOUT = int(env("DLLAB_HUB_CULL_TIMEOUT", "3600"))  # seconds idle before a server stops
-ADMIN = env("DLLAB_HUB_ADMIN", "admin")
+ADMIN = env("DLLAB_HUB_ADMIN", dllab_hub.DEFAULT_ADMIN)
 AUTH = env("DLLAB_HUB_AUTH", "native")  # native | shared
 GPU = env("DLLAB_HUB_GPU", "0") == "1"  # set by dllab.hub where the engine has the nvidia runtime
 GPUS = [g for g in env("DLLAB_HUB_GPUS", "0").split(",") if g]  # GPU ids (or MIG UUIDs) to hand out
-GPU_USERS = int(env("DLLAB_HUB_GPU_USERS", "0"))  # most users per GPU; 0: no cap
-UID_GID = env("DLLAB_HUB_USER", "1000:100")  # the image's lab user, group `users` (as z2jh's fsGid)
-
-
-def _gateway() -> str:
-    """The host's address on the hub network: the hub binds its API there for the containers."""
-    client = docker.from_env()
-    try:
-        network = client.networks.get(NETWORK)
-    except docker.errors.NotFound:
-        network = client.networks.create(
-            NETWORK,
-            driver="bridge",
-            labels={"dllab.hub": PREFIX},
-            options={
-                "com.docker.network.bridge.enable_icc": "false"
-            },  # learners can't reach each other
-        )
-    return network.attrs["IPAM"]["Config"][0]["Gateway"]
-
+GPU_USERS = int(env("DLLAB_HUB_GPU_USERS", "0"))  # most learners per GPU; 0: no cap
+# Each learner runs as a UID of their own that no host account has, remembered in the state folder.
+UIDS = accounts.Allocations(STATE / "uids.json", accounts.hub_ids(NAME))
 
 # --- the hub: the proxy on 127.0.0.1 only; the hub's API where the containers reach it ---------
+HUB_IP = env("DLLAB_HUB_IP", "127.0.0.1")  # the host's address on the learners' network
 c.JupyterHub.bind_url = f"http://127.0.0.1:{PORT}"
-HUB_IP = env("DLLAB_HUB_IP") or _gateway()
 c.JupyterHub.hub_bind_url = f"http://{HUB_IP}:{env('DLLAB_HUB_API_PORT', '8081')}"
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{env('DLLAB_HUB_PROXY_API_PORT', '8001')}"
 if env("DLLAB_HUB_PROXY"):
     c.ConfigurableHTTPProxy.command = [env("DLLAB_HUB_PROXY")]
-c.JupyterHub.db_url = f"sqlite:///{os.path.join(STATE, 'jupyterhub.sqlite')}"
-c.JupyterHub.cookie_secret_file = os.path.join(STATE, "jupyterhub_cookie_secret")
-c.JupyterHub.pid_file = os.path.join(STATE, "jupyterhub.pid")
+c.JupyterHub.db_url = f"sqlite:///{STATE / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(STATE / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(STATE / "jupyterhub.pid")
 # `stop` means every learner's server stops too (their volumes stay).
 c.JupyterHub.cleanup_servers = True
 c.JupyterHub.allow_named_servers = False
+# A TLS proxy in front (deploy/README.md) passes the client's address on: trust it, once.
+c.JupyterHub.trusted_downstream_ips = [ip for ip in env("DLLAB_HUB_TRUSTED_PROXIES", "").split(",") if ip]  # fmt: skip
 
 # --- who may log in -----------------------------------------------------------------------------
 if AUTH == "shared":
@@ -79,12 +69,15 @@ if AUTH == "shared":
     c.SharedPasswordAuthenticator.admin_password = env("DLLAB_HUB_ADMIN_PASSWORD")
 else:
     # A course: each learner signs up at /hub/signup with a password of their own; the admin
-    # approves them at /hub/authorize. The admin named by --admin is approved on sign-up.
-    c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
-    c.NativeAuthenticator.minimum_password_length = 8
-    c.NativeAuthenticator.check_common_password = True
-    c.NativeAuthenticator.allowed_failed_logins = 5
-    c.NativeAuthenticator.seconds_before_next_try = 60
+    # approves them at /hub/authorize. The admin's account is made by the operator (dllab.hubauth).
+    c.JupyterHub.authenticator_class = "dllab.hubauth.ClassAuthenticator"
+    c.ClassAuthenticator.admin_password_file = env("DLLAB_HUB_ADMIN_PASSWORD_FILE", "")
+    c.ClassAuthenticator.minimum_password_length = 8
+    c.ClassAuthenticator.check_common_password = True
+    # The proxy reaches the hub from the host: on 127.0.0.1, or from the gateway's own address.
+    c.ClassAuthenticator.host_addresses = ["127.0.0.1", "::1", HUB_IP]
+    public = [h for h in env("DLLAB_HUB_PUBLIC_HOSTS", "").split(",") if h]
+    c.ClassAuthenticator.host_names = [f"127.0.0.1:{PORT}", f"localhost:{PORT}", *public]
     # Approval is NativeAuthenticator's gate: whoever it lets log in is allowed.
     c.Authenticator.allow_all = True
 c.Authenticator.admin_users = {ADMIN}
@@ -94,14 +87,11 @@ c.JupyterHub.services = [
     {
         "name": "idle-culler",
         "command": [
-            sys.executable,
-            "-m",
-            "jupyterhub_idle_culler",
-            f"--timeout={CULL_TIMEOUT}",
+            sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={CULL_TIMEOUT}",
             "--cull-every=60",
         ],
     }
-]
+]  # fmt: skip
 c.JupyterHub.load_roles = [
     {
         "name": "idle-culler",
@@ -113,7 +103,7 @@ if env("DLLAB_HUB_API_TOKEN"):
     c.JupyterHub.services.append({"name": "dllab", "api_token": env("DLLAB_HUB_API_TOKEN")})
     c.JupyterHub.load_roles.append({"name": "admin", "services": ["dllab"]})
 
-# --- one container per user ---------------------------------------------------------------------
+# --- one container per learner ------------------------------------------------------------------
 
 
 class DllabSpawner(DockerSpawner):
@@ -149,67 +139,53 @@ c.DockerSpawner.image = IMAGE
 c.DockerSpawner.cmd = ["jupyterhub-singleuser"]
 c.DockerSpawner.notebook_dir = "/work"
 c.DockerSpawner.default_url = "/lab/tree/labs/README.md"
-c.DockerSpawner.name_template = f"{PREFIX}-{{username}}"
+c.DockerSpawner.name_template = f"{NAME}-{{username}}"
 c.DockerSpawner.network_name = NETWORK
 c.DockerSpawner.use_internal_ip = True  # the proxy (on the host) reaches containers by IP
 # A stopped server's container goes; the next start uses the newest image.
 c.DockerSpawner.remove = True
 c.DockerSpawner.pull_policy = "never"  # images are built here (`invoke build`), never pulled
-# The user's work: a named volume per user, kept across server restarts, hub restarts and rebuilds.
-c.DockerSpawner.volumes = {f"{PREFIX}-work-{{username}}": "/work"}
+# The learner's work: a named volume each, kept across server restarts, hub restarts and rebuilds.
+c.DockerSpawner.volumes = {f"{NAME}-work-{{username}}": "/work"}
 c.DockerSpawner.mem_limit = MEM_LIMIT
 c.DockerSpawner.cpu_limit = CPU_LIMIT
 # A 10 GB cuda image on a cold disk: give the first start time.
 c.Spawner.start_timeout = 600
 c.Spawner.http_timeout = 120
-c.DockerSpawner.extra_create_kwargs = {
-    "user": UID_GID,  # never root, not even for the entrypoint's UID remap (a named volume needs none)
-    "labels": {
-        "dllab.hub": PREFIX,
-        "dllab.owner": "{raw_username}",
-        "dllab.variant": VARIANT,
-    },
-}
-HOST_CONFIG = {
-    "cap_drop": ["ALL"],
-    "security_opt": ["no-new-privileges"],
-    "pids_limit": 1024,
-    "shm_size": "1g",  # PyTorch DataLoader workers share memory through /dev/shm
-}
 
 
-def _gpu_for(spawner) -> str:
-    """The GPU a user's server gets: the one fewest running hub servers use now (ties: lowest)."""
-    client = docker.from_env()
+def _gpu_for(client, learner: str) -> str:
+    """The GPU a learner's server gets: the one fewest running hub servers use (ties: lowest)."""
     load = dict.fromkeys(GPUS, 0)
-    for container in client.containers.list(filters={"label": f"dllab.hub={PREFIX}"}):
+    for container in client.containers.list(filters={"label": f"dllab.hub={NAME}"}):
         gpu = container.labels.get("dllab.gpu")
-        if gpu in load and container.labels.get("dllab.owner") != spawner.user.name:
+        if gpu in load and container.labels.get("dllab.learner") != learner:
             load[gpu] += 1
     gpu = min(GPUS, key=lambda g: (load[g], GPUS.index(g)))
     if GPU_USERS and load[gpu] >= GPU_USERS:
-        raise RuntimeError(f"every GPU already serves {GPU_USERS} users: try again later")
+        raise RuntimeError(f"every GPU already serves {GPU_USERS} learners: try again later")
     return gpu
 
 
 def pre_spawn_hook(spawner) -> None:
-    """Label the user's volume (so `remove-volumes` finds it) and pick their GPU (cuda)."""
+    """The learner's UID, their volume (theirs, 0700), their GPU, and dllab's container rules."""
     client = docker.from_env()
-    name = f"{PREFIX}-work-{spawner.escaped_name}"
+    learner = spawner.user.name
+    uid = UIDS.uid(learner)
+    labels = dllab_hub.labels(**{"dllab.learner": learner, "dllab.variant": VARIANT.name})
+    volume = f"{NAME}-work-{spawner.escaped_name}"
     try:
-        client.volumes.get(name)
+        client.volumes.get(volume)
     except docker.errors.NotFound:
-        client.volumes.create(name, labels={"dllab.hub": PREFIX, "dllab.owner": spawner.user.name})
-    host_config = dict(HOST_CONFIG)
-    if GPU:
-        gpu = _gpu_for(spawner)
-        host_config["device_requests"] = [
-            docker.types.DeviceRequest(device_ids=[gpu], capabilities=[["gpu"]])
-        ]
-        create = c.DockerSpawner.extra_create_kwargs
-        spawner.extra_create_kwargs = {**create, "labels": {**create["labels"], "dllab.gpu": gpu}}
-    spawner.extra_host_config = host_config
+        client.volumes.create(volume, labels=labels)
+        # A new volume is a copy of the image's /work (UID 1000's): give it to the learner.
+        client.containers.run(**containers.volume_owner_run(IMAGE, volume, uid))
+    gpus = (_gpu_for(client, learner),) if GPU else None
+    if gpus:
+        labels["dllab.gpu"] = gpus[0]
+    spec = containers.Spec(VARIANT, f"{uid}:{uid}", labels, gpus)
+    spawner.extra_create_kwargs = spec.create_kwargs()
+    spawner.extra_host_config = spec.host_config()
 
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook
-c.DockerSpawner.extra_host_config = HOST_CONFIG

@@ -1,4 +1,11 @@
-"""Every Docker command dllab runs, as argument lists built from the registry, and every engine check."""
+"""The one room that speaks Docker: every `docker` command line dllab runs is built here, from the
+registry, and runs through one Runner; so do the rules every container gets (hardening, shared
+memory, GPUs, names and labels), also in the Docker SDK's form for the hub's DockerSpawner.
+
+As repo2docker's engine seam: callers ask for a command (`lab_command`, `worker_command`, ...)
+and hand it to a Runner; no other module spells `docker`. A Runner echoes each command as a
+shell line, and under `invoke --dry` prints it without running it.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +14,117 @@ import hashlib
 import io
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from dllab import locks, variants
+from dllab import accounts, locks, variants
 from dllab.errors import UserError
 from dllab.variants import ROOT, Variant
 
+DOCKER = "docker"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 WHEELHOUSE = ROOT / "wheelhouse"
 CONTAINER_PORT = 8888
 USERS_GID = 100  # group "users" in the image: it may write the venv (`pip install`)
-# Whatever a container runs as, it gets no capabilities and cannot gain privileges.
-HARDENING = ("--cap-drop", "ALL", "--security-opt", "no-new-privileges")
+# Whatever a container runs as: no capabilities, no way to gain privileges, no fork bomb.
+CAP_DROP = "ALL"
+SECURITY_OPT = "no-new-privileges"
+PIDS_LIMIT = 4096  # frameworks start a thread pool per core: far below this on any machine
+# PyTorch DataLoader workers share tensors through /dev/shm; Docker's default is 64 MB.
+SHM_SIZE = "2g"
+TOKEN_TARGET = "/run/dllab/token"  # where a lab finds its token (docker/dllab-start)
 
 
-def quote(cmd: list[str]) -> str:
+def quote(cmd: Sequence[str]) -> str:
     return shlex.join(cmd)
+
+
+# --- the one runner --------------------------------------------------------------------------
+
+
+@dataclass
+class Done:
+    """What a command did: its exit code and, when captured, its output."""
+
+    code: int
+    out: str = ""
+    err: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+    def last_line(self) -> str:
+        lines = (self.err or self.out).strip().splitlines()
+        return lines[-1] if lines else f"exit code {self.code}"
+
+
+class Runner:
+    """Runs argument lists (never a shell line): output captured (`quiet`) or shown; echoed first
+    when `echo`; under `dry`, echoed and not run (a dry command answers exit 0, no output)."""
+
+    def __init__(self, echo: bool = False, dry: bool = False):
+        self.echo, self.dry = echo, dry
+
+    def show(self, cmd: Sequence[str]) -> None:
+        if self.echo or self.dry:
+            print(quote(cmd), file=sys.stderr if self.echo and not self.dry else sys.stdout)
+
+    def __call__(
+        self, cmd: Sequence[str], *, quiet: bool = True, env: Mapping[str, str] | None = None
+    ) -> Done:
+        self.show(cmd)
+        if self.dry:
+            return Done(0)
+        try:
+            result = subprocess.run(
+                list(cmd), capture_output=quiet, text=True, env={**os.environ, **(env or {})}
+            )
+        except FileNotFoundError:
+            return Done(127, err=f"{cmd[0]}: command not found")
+        return Done(result.returncode, result.stdout or "", result.stderr or "")
+
+    def start(self, cmd: Sequence[str], **popen) -> subprocess.Popen | None:
+        """A long-running command (a worker, the hub); None under a dry run."""
+        self.show(cmd)
+        return None if self.dry else subprocess.Popen(list(cmd), **popen)
+
+    def checked(self, cmd: Sequence[str], **kwargs) -> str:
+        """The command's output, or a UserError with its last line."""
+        done = self(cmd, **kwargs)
+        if not done.ok:
+            raise UserError(f"`{quote(cmd[:3])} ...` failed: {done.last_line()}")
+        return done.out
+
+
+class InvokeRunner(Runner):
+    """The Runner of an invoke task: every command through `c.run`, so that `invoke --dry`
+    prints it and tests answer it (invoke's MockContext)."""
+
+    def __init__(self, c):
+        super().__init__(echo=bool(c.config.run.echo), dry=bool(c.config.run.dry))
+        self.c = c
+
+    def __call__(self, cmd, *, quiet=True, env=None) -> Done:
+        result = self.c.run(quote(cmd), hide=quiet, warn=True, pty=False, env=dict(env or {}))
+        return Done(result.exited, result.stdout or "", result.stderr or "")
+
+    def start(self, cmd, **popen):
+        if self.dry:
+            self.c.run(quote(cmd))  # printed, not run
+            return None
+        return super().start(cmd, **popen)
+
+
+# --- who owns what: names and labels ---------------------------------------------------------
+
+INSTANCE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,29}")
 
 
 def state_dir() -> Path:
@@ -40,52 +137,122 @@ def checkout_id() -> str:
     return hashlib.sha256(str(ROOT.resolve()).encode()).hexdigest()[:8]
 
 
+def instance() -> str:
+    """DLLAB_INSTANCE (tests set it, so they never touch the lab you run), checked: it names
+    containers, networks and volumes."""
+    value = os.environ.get("DLLAB_INSTANCE", "")
+    if value and not INSTANCE.fullmatch(value):
+        raise UserError(
+            f"DLLAB_INSTANCE={value!r} cannot name containers: use 1-30 lowercase letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Owner:
-    """Who a container belongs to: the user it runs as, and this checkout."""
+    """Who a container belongs to: the user it runs as, in this checkout and instance."""
 
     uid: int
     gid: int
 
     @classmethod
     def current(cls) -> Owner:
-        """You; under sudo, the user who ran sudo; plain root gets 1000:1000 (never root)."""
+        """You; under sudo, the user who ran sudo; plain root, an ID no account here has (a lab
+        run as root would be root's to every process it starts; as UID 1000, that user's)."""
         if os.getuid():
             return cls(os.getuid(), os.getgid())
         sudo = os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", "")
         if all(v.isdigit() for v in sudo) and int(sudo[0]):
             return cls(int(sudo[0]), int(sudo[1]))
-        return cls(1000, 1000)
+        uid = accounts.free_id(accounts.ROOT_LAB)
+        return cls(uid, uid)
 
     @property
     def user(self) -> str:
         return f"{self.uid}:{self.gid}"
 
-    def labels(self) -> list[str]:
-        return ["--label", f"dllab.owner={self.uid}", "--label", f"dllab.checkout={checkout_id()}"]
+    @property
+    def borrowed(self) -> bool:
+        """Whether plain root runs this as an ID of its own choosing (said to the user)."""
+        return os.getuid() == 0 and self.uid in accounts.ROOT_LAB
 
-    def filters(self) -> list[str]:
-        return ["--filter", f"label=dllab.owner={self.uid}",
-                "--filter", f"label=dllab.checkout={checkout_id()}"]  # fmt: skip
+    def labels(self) -> dict[str, str]:
+        return {
+            "dllab.owner": str(self.uid),
+            "dllab.checkout": checkout_id(),
+            "dllab.instance": instance(),
+        }
+
+    def filters(self, **more: str) -> list[str]:
+        """`--filter`s matching what this owner made in this checkout and instance (and `more`)."""
+        return [a for k, v in {**self.labels(), **more}.items() for a in ("--filter", f"label={k}={v}")]  # fmt: skip
 
 
-def container_name(variant: Variant, owner: Owner, role: str = "lab") -> str:
-    """dllab-lab-cpu-1000-1a2b3c4d: per variant, user and checkout; DLLAB_INSTANCE adds a suffix
-    (tests use it, so they never collide with the lab you are running)."""
-    instance = os.environ.get("DLLAB_INSTANCE", "")
+def name(role: str, owner: Owner, *parts: str) -> str:
+    """dllab-<role>-<parts>-<uid>-<checkout>[-<instance>]: per user, checkout and instance."""
     return "-".join(
-        filter(None, ("dllab", role, variant.name, str(owner.uid), checkout_id(), instance))
+        filter(None, ("dllab", role, *parts, str(owner.uid), checkout_id(), instance()))
     )
 
 
+def container_name(variant: Variant, owner: Owner, role: str = "lab") -> str:
+    return name(role, owner, variant.name)
+
+
+def label_args(labels: Mapping[str, str]) -> list[str]:
+    return [a for k, v in labels.items() for a in ("--label", f"{k}={v}")]
+
+
+# --- the rules every container gets ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How dllab starts a container: as whom, with which labels and GPUs, hardened; rendered as
+    `docker run` options, or as DockerSpawner's Docker SDK arguments for a hub's learners."""
+
+    variant: Variant
+    user: str  # UID:GID
+    labels: Mapping[str, str] = field(default_factory=dict)
+    gpus: Sequence[str] | None = None  # None: no GPU; (): all of the variant's; ids: those
+
+    def args(self) -> list[str]:
+        cmd = [
+            "--user", self.user, "--group-add", str(USERS_GID), "--cap-drop", CAP_DROP,
+            "--security-opt", SECURITY_OPT, "--pids-limit", str(PIDS_LIMIT),
+            "--shm-size", SHM_SIZE, *label_args(self.labels),
+        ]  # fmt: skip
+        if self.gpus is not None:
+            cmd += variants.gpu_args(self.variant, self.gpus or None)
+        return cmd
+
+    def host_config(self) -> dict:
+        """The Docker SDK's host_config (DockerSpawner's `extra_host_config`)."""
+        config: dict = {
+            "group_add": [str(USERS_GID)], "cap_drop": [CAP_DROP], "security_opt": [SECURITY_OPT],
+            "pids_limit": PIDS_LIMIT, "shm_size": SHM_SIZE,
+        }  # fmt: skip
+        if self.gpus is not None:
+            config["device_requests"] = [variants.gpu_request(self.variant, self.gpus or None)]
+        return config
+
+    def create_kwargs(self) -> dict:
+        """The Docker SDK's create arguments (DockerSpawner's `extra_create_kwargs`)."""
+        return {"user": self.user, "labels": dict(self.labels)}
+
+
 def bind(source: Path, target: str, readonly: bool = False) -> list[str]:
-    """`--mount` for a host folder, CSV-quoted: any path (spaces, quotes, commas, colons) is literal."""
+    """`--mount` for a host path, CSV-quoted: any path (spaces, quotes, commas, colons) is literal."""
     fields = ["type=bind", f"source={source.resolve()}", f"target={target}"]
     if readonly:
         fields.append("readonly")
     line = io.StringIO()
     csv.writer(line, quoting=csv.QUOTE_MINIMAL, lineterminator="").writerow(fields)
     return ["--mount", line.getvalue()]
+
+
+# --- images ------------------------------------------------------------------------------------
 
 
 def wheelhouse(variant: Variant, platform: str) -> Path:
@@ -111,7 +278,7 @@ def wheels_image_command(variant: Variant, platform: str) -> list[str]:
     # Marked as the build it feeds: an arm64 build copies from an arm64 image.
     marked = ["--platform", docker_platform] if docker_platform else []
     return [
-        "docker", "build", "--network", "none", "--quiet", *marked,
+        DOCKER, "build", "--network", "none", "--quiet", *marked,
         "--label", f"{WHEELS_LOCK_LABEL}={wheels_lock_digest(variant, platform)}",
         "--tag", wheels_image(variant, platform),
         "--file", str(ROOT / "docker" / "wheelhouse.Dockerfile"), str(wheelhouse(variant, platform)),
@@ -148,7 +315,7 @@ def build_command(
     tags: tuple[str, ...] | None = None,
 ) -> list[str]:
     """`docker build` for one variant: its target stage, lock, torch index, labels and tags."""
-    cmd = ["docker", "build", "--file", str(dockerfile), "--target", variant.name]
+    cmd = [DOCKER, "build", "--file", str(dockerfile), "--target", variant.name]
     for arg, value in (
         ("VARIANT", variant.name),
         ("PLATFORM", platform),
@@ -178,6 +345,25 @@ def build_command(
     return [*cmd, str(context)]
 
 
+def image_inspect_command(image: str, template: str | None = None) -> list[str]:
+    return [DOCKER, "image", "inspect", *(["--format", template] if template else []), image]
+
+
+def images_command(repository: str) -> list[str]:
+    """Every tag of `repository` with its full image ID: `TAG ID` lines."""
+    return [
+        DOCKER, "image", "ls", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}",
+        repository,
+    ]  # fmt: skip
+
+
+def remove_image_command(tag: str) -> list[str]:
+    return [DOCKER, "rmi", tag]  # never --force: an image something else uses stays
+
+
+# --- containers --------------------------------------------------------------------------------
+
+
 def run_command(
     variant: Variant,
     command: list[str],
@@ -188,43 +374,70 @@ def run_command(
     platform: str | None = None,
 ) -> list[str]:
     """`docker run --rm` of `command` in the variant's image (its `platform` build, if given),
-    hardened, as `owner` if given."""
-    cmd = ["docker", "run", "--rm", *HARDENING, "--shm-size", "2g", *run_platform(platform)]
+    hardened, as `owner` (default: you), labelled as theirs."""
+    owner = owner or Owner.current()
+    labels = {**owner.labels(), "dllab.role": "run", "dllab.variant": variant.name}
+    spec = Spec(variant, owner.user, labels, () if gpus else None)
     if platform and not image:
         image = image_tag(variant, platform)
-    if owner:
-        cmd += ["--user", owner.user, "--group-add", str(USERS_GID), *owner.labels()]
-    if gpus:
-        cmd += list(variant.gpu_args)
-    return [*cmd, *(options or []), image or variant.image, *command]
+    return [
+        DOCKER, "run", "--rm", *spec.args(), *run_platform(platform), *(options or []),
+        image or variant.image, *command,
+    ]  # fmt: skip
 
 
 def lab_command(
     variant: Variant,
     port: int,
     work: Path,
+    token_file: Path,
     owner: Owner,
-    name: str,
     gpus: bool,
     platform: str | None = None,
+    role: str = "lab",
 ) -> list[str]:
-    """`docker run` for JupyterLab: 127.0.0.1 only, as `owner`, token taken from the environment."""
-    cmd = [
-        "docker", "run", "--detach", "--name", name, *owner.labels(),
-        "--user", owner.user, "--group-add", str(USERS_GID), *HARDENING,
+    """`docker run` for JupyterLab: 127.0.0.1 only, as `owner`, its token in a private file (never
+    argv, never the container's environment, which every `docker exec` would inherit)."""
+    labels = {**owner.labels(), "dllab.role": role, "dllab.variant": variant.name}
+    spec = Spec(variant, owner.user, labels, () if gpus else None)
+    return [
+        DOCKER, "run", "--detach", "--name", container_name(variant, owner, role), *spec.args(),
         "--publish", f"127.0.0.1:{port}:{CONTAINER_PORT}",
-        # Only the variable's name: docker reads its value from its own environment, so the
-        # token never appears in any process's argv.
-        "--env", "JUPYTER_TOKEN",
-        *bind(work, "/work"),
-        # PyTorch DataLoader workers share tensors through /dev/shm; Docker's default is 64 MB.
-        "--shm-size", "2g",
+        *bind(token_file, TOKEN_TARGET, readonly=True), *bind(work, "/work"),
+        *run_platform(platform), image_tag(variant, platform) if platform else variant.image,
     ]  # fmt: skip
-    if gpus:
-        cmd += list(variant.gpu_args)
-    if platform:
-        return [*cmd, *run_platform(platform), image_tag(variant, platform)]
-    return [*cmd, variant.image]
+
+
+def env_args(env: Mapping[str, str]) -> list[str]:
+    return [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
+
+
+def worker_command(
+    spec: Spec,
+    name: str,
+    network: str,
+    image: str,
+    entrypoint: str,
+    args: list[str],
+    env: Mapping[str, str],
+    sources: Sequence[tuple[Path, str]] = (),
+) -> list[str]:
+    """`docker run` of one training worker, on its run's network, reachable by its name."""
+    return [
+        DOCKER, "run", "--name", name, "--hostname", name, "--network", network, *spec.args(),
+        # docker's own init as PID 1 forwards signals; the image's start script is not needed.
+        "--init", "--entrypoint", entrypoint, "--workdir", "/tmp", *env_args(env),
+        *(a for source, target in sources for a in bind(source, target, readonly=True)),
+        image, *args,
+    ]  # fmt: skip
+
+
+def inspect_command(name: str, template: str) -> list[str]:
+    return [DOCKER, "inspect", "--format", template, name]
+
+
+def running_command(name: str) -> list[str]:
+    return [DOCKER, "container", "inspect", "--format", "{{.State.Running}}", name]
 
 
 def health_probe(name: str, healthcheck: list[str]) -> list[str]:
@@ -232,49 +445,135 @@ def health_probe(name: str, healthcheck: list[str]) -> list[str]:
     kind, *args = healthcheck
     if kind == "CMD-SHELL":
         args = ["/bin/sh", "-c", *args]
-    return ["docker", "exec", name, *args]
+    return [DOCKER, "exec", name, *args]
 
 
-# --- engine checks: an argument list run by a Runner, so tests pass their own --------------------
+def logs_command(name: str, lines: int = 20) -> list[str]:
+    return [DOCKER, "logs", "--tail", str(lines), name]
 
-Runner = Callable[[list[str]], tuple[int, str]]  # runs a command: (exit code, stdout)
+
+def stop_command(*names: str, seconds: int = 20) -> list[str]:
+    """`docker stop`: SIGTERM, then SIGKILL after `seconds` (`-t`: old and new CLIs alike)."""
+    return [DOCKER, "stop", "-t", str(seconds), *names]
+
+
+def remove_command(*names: str, force: bool = True) -> list[str]:
+    """`docker rm`; `force` kills what still runs (a stopped lab needs none)."""
+    return [DOCKER, "rm", *(["--force"] if force else []), *names]
+
+
+def list_command(filters: Sequence[str]) -> list[str]:
+    """IDs of every container, running or not, matching `filters` (`--filter` pairs)."""
+    return [DOCKER, "ps", "--all", "--quiet", *filters]
+
+
+def finished_command(names: Sequence[str]) -> list[str]:
+    return [DOCKER, "inspect", "--format", "{{.Name}} {{.State.FinishedAt}}", *names]
+
+
+# --- networks and volumes ----------------------------------------------------------------------
+
+
+def network_command(network: str, labels: Mapping[str, str], internal: bool = False) -> list[str]:
+    """A user-defined bridge: containers on it resolve each other by name. Where the engine
+    enforces it (iptables), none reaches another's directly (icc off) and, `internal`, nothing
+    outside it."""
+    return [
+        DOCKER, "network", "create", "--driver", "bridge", *label_args(labels),
+        "--opt", "com.docker.network.bridge.enable_icc=false", *(["--internal"] if internal else []),
+        network,
+    ]  # fmt: skip
+
+
+def gateway_command(network: str) -> list[str]:
+    return [DOCKER, "network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", network]
+
+
+def networks_command(filters: Sequence[str]) -> list[str]:
+    return [DOCKER, "network", "ls", "--quiet", *filters]
+
+
+def remove_networks_command(*networks: str) -> list[str]:
+    return [DOCKER, "network", "rm", *networks]
+
+
+def volumes_command(filters: Sequence[str]) -> list[str]:
+    """Each volume matching `filters`: `NAME<TAB>LEARNER` lines."""
+    return [DOCKER, "volume", "ls", *filters, "--format", '{{.Name}}\t{{.Label "dllab.learner"}}']
+
+
+def remove_volumes_command(*volumes: str) -> list[str]:
+    return [DOCKER, "volume", "rm", *volumes]
+
+
+def volume_owner_run(image: str, volume: str, uid: int) -> dict:
+    """The Docker SDK's `containers.run` arguments that give a new volume to `uid` (mode 0700):
+    root with only the two capabilities `install -d -o -g -m` needs, offline, on that volume."""
+    return {
+        "image": image, "entrypoint": "/usr/bin/install",
+        "command": ["-d", "-o", str(uid), "-g", str(uid), "-m", "700", "/work"],
+        "user": "0:0", "cap_drop": [CAP_DROP], "cap_add": ["CHOWN", "FOWNER"],
+        "security_opt": [SECURITY_OPT], "network_mode": "none", "remove": True,
+        "volumes": {volume: {"bind": "/work", "mode": "rw"}},
+    }  # fmt: skip
+
+
+# --- engine checks -------------------------------------------------------------------------------
 
 NO_DOCKER = (
     "docker is not installed: install Docker (Docker Desktop, or your Linux distribution's "
-    "docker.io; CI: .ci/engine), then run this again"
+    "docker.io), then run this again"
 )
 NO_ENGINE = (
-    "no Docker engine answers: start Docker (Docker Desktop, or `sudo systemctl start docker`; "
-    "CI: .ci/engine), then run this again"
+    "no Docker engine answers: start Docker (Docker Desktop, or `sudo systemctl start docker`), "
+    "then run this again"
+)
+NO_PERMISSION = (
+    "Docker runs, but you may not use it (permission denied on {socket}): add yourself to the "
+    "docker group (`sudo usermod -aG docker $USER`), then `newgrp docker` or log out and back in"
+)
+ELSEWHERE = (
+    "no Docker engine answers at {where}: unset it (`{unset}`) to use this machine's engine, "
+    "or start the engine it names"
 )
 
 
-def capture(cmd: list[str]) -> tuple[int, str]:
-    """The Runner outside invoke: `cmd` with its output captured; 127 (as a shell says) if missing."""
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True)
-    except FileNotFoundError:
-        return 127, ""
-    return result.returncode, result.stdout
+def _cannot_connect(problem: str) -> UserError:
+    """The one line for an engine that does not answer: no engine, no permission, or a
+    DOCKER_HOST / context that points nowhere."""
+    if "permission denied" in problem.lower():
+        found = re.search(r"unix://\S+?(?=[\s:]|$)", problem)
+        return UserError(NO_PERMISSION.format(socket=found.group(0) if found else "its socket"))
+    if os.environ.get("DOCKER_HOST"):
+        where = f"DOCKER_HOST={os.environ['DOCKER_HOST']}"
+        return UserError(ELSEWHERE.format(where=where, unset="unset DOCKER_HOST"))
+    context = os.environ.get("DOCKER_CONTEXT", "")
+    if context and context != "default":
+        where = f"DOCKER_CONTEXT={context}"
+        return UserError(ELSEWHERE.format(where=where, unset="unset DOCKER_CONTEXT"))
+    return UserError(NO_ENGINE)
 
 
-def check_engine(run: Runner = capture) -> dict:
-    """The engine's `docker info`, or a UserError saying how to get an engine that answers."""
-    code, out = run(["docker", "info", "--format", "{{json .}}"])
-    if code == 127:
+def check_engine(run: Runner | None = None) -> dict:
+    """The engine's `docker info`, or a UserError in one line saying what stands in the way."""
+    done = (run or Runner())([DOCKER, "info", "--format", "{{json .}}"])
+    if done.code == 127:
         raise UserError(NO_DOCKER)
     try:
-        info = json.loads(out or "{}")  # `invoke --dry` runs nothing, so reads nothing
+        info = json.loads(done.out or "{}")  # `invoke --dry` runs nothing, so reads nothing
     except ValueError:
-        raise UserError(NO_ENGINE) from None
+        raise _cannot_connect(done.err) from None
+    if not isinstance(info, dict):
+        raise _cannot_connect(done.err)
     # With --format, `docker info` exits 0 where no engine answers (docker/cli#5900): its JSON
     # names the failure under ServerErrors.
-    if code or not isinstance(info, dict) or info.get("ServerErrors"):
-        raise UserError(NO_ENGINE)
+    errors = " ".join(info.get("ServerErrors") or [])
+    if done.code or errors:
+        raise _cannot_connect(f"{errors} {done.err}")
     return info
 
 
-def engine_answers(run: Runner = capture) -> bool:
+def engine_answers(run: Runner | None = None) -> bool:
     """Whether `check_engine` passes (for clean-ups that have nothing to do without an engine)."""
     try:
         check_engine(run)
@@ -288,12 +587,15 @@ def gpu_runtime(info: dict, variant: Variant) -> bool:
     return bool(variant.gpu_runtime) and variant.gpu_runtime in (info.get("Runtimes") or {})
 
 
-def image_exists(image: str, run: Runner = capture) -> bool:
-    return run(["docker", "image", "inspect", image])[0] == 0
+def image_exists(image: str, run: Runner | None = None) -> bool:
+    return (run or Runner())(image_inspect_command(image)).ok
 
 
 def check_image(
-    variant: Variant, platform: str | None = None, image: str | None = None, run: Runner = capture
+    variant: Variant,
+    platform: str | None = None,
+    image: str | None = None,
+    run: Runner | None = None,
 ) -> None:
     """A UserError naming the `invoke build` to run where the image is missing: `image`, else the
     variant's (its `platform` build, if given)."""
@@ -304,6 +606,12 @@ def check_image(
         raise UserError(
             f"image {image} is missing: build it with `invoke build --variant {variant.name}{also}`"
         )
+
+
+def gpus_for(variant: Variant, info: dict) -> bool:
+    """Whether to hand `variant`'s containers its GPUs: it has some, and the engine can (devices
+    passed as they are need no runtime)."""
+    return bool(variant.gpu_args) and (not variant.gpu_runtime or gpu_runtime(info, variant))
 
 
 # --- ports on this machine ----------------------------------------------------------------------

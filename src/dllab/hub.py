@@ -1,12 +1,21 @@
-"""`python -m dllab.hub start|stop|remove-volumes`: JupyterHub + DockerSpawner for a class, on 127.0.0.1."""
+"""`invoke hub` (`python -m dllab.hub start|stop|remove-volumes|reset-admin-password`): JupyterHub
++ DockerSpawner for a class, on 127.0.0.1.
+
+Every hub is its owner's: its name (`dllab-hub-<uid>-<checkout>[-<instance>]`) names its
+learners' containers and volumes, its network and its state folder, and every engine object
+carries the owner, checkout and instance labels, so `stop` and `remove-volumes` act on this
+checkout's and instance's hub alone. The operator makes the admin: its password is generated
+into a 0600 file in the state folder (0700), never shown; sign-up under the admin's name is
+refused (src/dllab/hubauth.py).
+"""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -18,8 +27,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from dllab import containers, variants
-from dllab.errors import UserError, report
+from dllab import accounts, containers, private, variants
+from dllab.containers import Owner, Runner
+from dllab.errors import Parser, UserError, report, task_command
 from dllab.variants import ROOT
 
 DEPLOY = ROOT / "deploy" / "jupyterhub"
@@ -27,13 +37,32 @@ REQUIREMENTS = DEPLOY / "requirements.txt"
 CONFIG = DEPLOY / "jupyterhub_config.py"
 PROXY_PACKAGE = DEPLOY / "proxy"
 DEFAULT_PORT = 8000
-DEFAULT_ADMIN = "admin"
+DEFAULT_ADMIN = "teacher"
+# JupyterHub user names as a hub for a class needs them: short, ASCII, safe in container names.
+ADMIN_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 START_TIMEOUT = 90.0  # seconds until the hub's API must answer
+SECRETS = ("api_token", "admin-password", "jupyterhub_cookie_secret", "jupyterhub.sqlite",
+           "hub.log", "uids.json", "hub.json")  # fmt: skip
+
+
+def name() -> str:
+    """This checkout's and instance's hub: the prefix of everything it makes on the engine."""
+    return containers.name("hub", Owner.current())
+
+
+def labels(**more: str) -> dict[str, str]:
+    """What every engine object of this hub carries (`dllab.hub`: its name)."""
+    return {**Owner.current().labels(), "dllab.role": "hub", "dllab.hub": name(), **more}
+
+
+def filters() -> list[str]:
+    return Owner.current().filters(**{"dllab.role": "hub", "dllab.hub": name()})
 
 
 @dataclass(frozen=True)
 class Paths:
-    """Where the hub's software (venv, proxy) and its state (db, secrets, pid, log) live."""
+    """Where the hub's software (venv, proxy: shared by a checkout's hubs) and its state (db,
+    secrets, pid, log: one folder per instance) live."""
 
     venv: Path
     state: Path
@@ -41,8 +70,11 @@ class Paths:
     @classmethod
     def default(cls) -> Paths:
         env = os.environ.get
-        state = Path(env("DLLAB_HUB_STATE") or ROOT / ".hub")
-        return cls(venv=Path(env("DLLAB_HUB_VENV") or state / "venv"), state=state)
+        own = ROOT / (f".hub-{containers.instance()}" if containers.instance() else ".hub")
+        return cls(
+            venv=Path(env("DLLAB_HUB_VENV") or ROOT / ".hub" / "venv"),
+            state=Path(env("DLLAB_HUB_STATE") or own),
+        )
 
     @property
     def jupyterhub(self) -> Path:
@@ -77,10 +109,13 @@ class Paths:
     def token(self) -> Path:
         return self.state / "api_token"
 
+    @property
+    def admin_password(self) -> Path:
+        return self.state / "admin-password"
 
-def prefix() -> str:
-    """Names and labels of every engine object the hub makes: `<prefix>-...`, dllab.hub=<prefix>."""
-    return os.environ.get("DLLAB_HUB_PREFIX", "dllab-hub")
+    @property
+    def uids(self) -> Path:
+        return self.state / "uids.json"
 
 
 # --- the commands, as argument lists --------------------------------------------------------------
@@ -103,45 +138,30 @@ def proxy_command(paths: Paths) -> list[str]:
     return ["npm", "ci", "--silent", "--no-audit", "--no-fund", "--prefix", str(paths.proxy_prefix)]
 
 
-def network_command(name: str) -> list[str]:
-    """The learners' bridge; where the engine enforces it (iptables), no learner reaches another's
-    container directly: only the proxy and the hub, from the host, do."""
-    return [
-        "docker", "network", "create", "--driver", "bridge", "--label", f"dllab.hub={prefix()}",
-        "--opt", "com.docker.network.bridge.enable_icc=false", name,
-    ]  # fmt: skip
-
-
 def hub_command(paths: Paths) -> list[str]:
     return [str(paths.jupyterhub), "--config", str(CONFIG)]
-
-
-def containers_command() -> list[str]:
-    return ["docker", "ps", "--all", "--quiet", "--filter", f"label=dllab.hub={prefix()}"]
-
-
-def volumes_command() -> list[str]:
-    return [
-        "docker", "volume", "ls", "--filter", f"label=dllab.hub={prefix()}",
-        "--format", '{{.Name}}\t{{.Label "dllab.owner"}}',
-    ]  # fmt: skip
 
 
 # --- checks -------------------------------------------------------------------------------------
 
 
-def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
-
-
-def check_variant(name: str) -> variants.Variant:
-    variant = variants.get(name)
+def check_variant(variant_name: str) -> variants.Variant:
+    variant = variants.get(variant_name)
     if "docker" not in variant.runtimes:
         raise UserError(
-            f"variant {name} has no image for a hub ({variant.name} is native only): "
+            f"variant {variant_name} has no image for a hub ({variant.name} is native only): "
             f"choose one of {', '.join(v.name for v in variants.VARIANTS.values() if 'docker' in v.runtimes)}"
         )
     return variant
+
+
+def check_admin(admin: str) -> str:
+    if not ADMIN_NAME.fullmatch(admin):
+        raise UserError(
+            f"admin name {admin[:40]!r}{'...' if len(admin) > 40 else ''} is not allowed: use 1-32 "
+            "lowercase ASCII letters, digits, '.', '_' or '-', starting with a letter"
+        )
+    return admin
 
 
 def check_port(port: int) -> None:
@@ -176,9 +196,9 @@ def gpu_ids() -> str:
     if os.environ.get("DLLAB_HUB_GPUS"):
         return os.environ["DLLAB_HUB_GPUS"]
     if shutil.which("nvidia-smi"):
-        listed = _run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"])
-        ids = [line.strip() for line in listed.stdout.splitlines() if line.strip().isdigit()]
-        if listed.returncode == 0 and ids:
+        listed = Runner()(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"])
+        ids = [line.strip() for line in listed.out.splitlines() if line.strip().isdigit()]
+        if listed.ok and ids:
             return ",".join(ids)
     return "0"
 
@@ -190,44 +210,54 @@ def requirements_digest() -> str:
     return hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
 
 
-def ensure_software(paths: Paths) -> None:
+def ensure_software(run: Runner, paths: Paths) -> None:
     """The hub's venv (hashed requirements) and configurable-http-proxy, installed once."""
     if not paths.installed.exists() or paths.installed.read_text() != requirements_digest():
         print(f"dllab: installing the hub into {paths.venv}", file=sys.stderr)
         if not (paths.venv / "bin" / "python").exists():
-            _checked(venv_command(paths))
-        _checked(install_command(paths))
-        paths.installed.write_text(requirements_digest())
+            run.checked(venv_command(paths))
+        run.checked(install_command(paths))
+        if not run.dry:
+            paths.installed.write_text(requirements_digest())
     if not paths.proxy.exists():
         if not shutil.which("npm"):
             raise UserError("npm is missing: install Node.js >= 20 (configurable-http-proxy needs it)")  # fmt: skip
         print(f"dllab: installing configurable-http-proxy into {paths.proxy_prefix}", file=sys.stderr)  # fmt: skip
-        paths.proxy_prefix.mkdir(parents=True, exist_ok=True)
-        for name in ("package.json", "package-lock.json"):
-            shutil.copy(PROXY_PACKAGE / name, paths.proxy_prefix / name)
-        _checked(proxy_command(paths))
+        if not run.dry:
+            paths.proxy_prefix.mkdir(parents=True, exist_ok=True)
+            for file in ("package.json", "package-lock.json"):
+                shutil.copy(PROXY_PACKAGE / file, paths.proxy_prefix / file)
+        run.checked(proxy_command(paths))
 
 
-def _checked(cmd: list[str]) -> str:
-    """`cmd`'s output, or a UserError with its last line."""
-    result = _run(cmd)
-    if result.returncode != 0:
-        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise UserError(f"`{' '.join(cmd[:4])} ...` failed: {last[0]}")
-    return result.stdout
-
-
-def ensure_network(name: str) -> str:
+def ensure_network(run: Runner, network: str) -> str:
     """The hub network (made if missing) and the host's address on it."""
-    inspect = ["docker", "network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", name]  # fmt: skip
-    result = _run(inspect)
-    if result.returncode != 0:
-        _checked(network_command(name))
-        result = _run(inspect)
-    gateway = result.stdout.strip()
-    if result.returncode != 0 or not gateway:
-        raise UserError(f"docker network {name} has no gateway address: remove it, then run this again")  # fmt: skip
+    done = run(containers.gateway_command(network))
+    if not done.ok:
+        run.checked(containers.network_command(network, labels()))
+        done = run(containers.gateway_command(network))
+    gateway = done.out.strip()
+    if not run.dry and (not done.ok or not gateway):
+        raise UserError(f"docker network {network} has no gateway address: remove it, then run this again")  # fmt: skip
     return gateway
+
+
+def private_state(paths: Paths) -> None:
+    """The state folder 0700 and its secrets, database and log 0600, also where an older dllab
+    (or a umask) left them readable by others."""
+    private.folder(paths.state)
+    (paths.state / ".gitignore").write_text("*\n")  # software, database, secrets: never in git
+    for file in SECRETS:
+        path = paths.state / file
+        if path.exists() and not path.is_symlink() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+
+
+def secret(path: Path, make) -> str:
+    """The secret in `path`, made (0600) with `make()` the first time."""
+    if not path.exists():
+        private.write(path, make() + "\n")
+    return path.read_text().strip()
 
 
 def api(url: str, token: str | None = None, method: str = "GET", timeout: float = 5.0):
@@ -249,51 +279,58 @@ def hub_env(
         "DLLAB_HUB_IMAGE": variant.image,
         "DLLAB_HUB_PORT": str(port),
         "DLLAB_HUB_ADMIN": admin,
+        "DLLAB_HUB_ADMIN_PASSWORD_FILE": str(paths.admin_password),
         "DLLAB_HUB_STATE": str(paths.state),
-        "DLLAB_HUB_PREFIX": prefix(),
-        "DLLAB_HUB_NETWORK": f"{prefix()}-net",
+        "DLLAB_HUB_NAME": name(),
         "DLLAB_HUB_IP": gateway,
-        "DLLAB_HUB_API_PORT": str(containers.any_free_port(gateway)),
+        "DLLAB_HUB_API_PORT": str(containers.any_free_port(gateway)) if gateway else "8081",
         "DLLAB_HUB_PROXY_API_PORT": str(containers.any_free_port()),
         "DLLAB_HUB_PROXY": str(paths.proxy),
-        "DLLAB_HUB_API_TOKEN": paths.token.read_text().strip(),
+        "DLLAB_HUB_API_TOKEN": paths.token.read_text().strip() if paths.token.exists() else "",
         "DLLAB_HUB_GPU": "1" if gpu else "0",
         **({"DLLAB_HUB_GPUS": gpu_ids()} if gpu else {}),
     }
 
 
-def start(variant_name: str, port: int, admin: str, paths: Paths) -> str:
-    """Start the hub in the background; return its URL once its API answers."""
+def start(run: Runner, variant_name: str, port: int, admin: str, paths: Paths) -> str:
+    """Start the hub in the background; return its URL once its API answers. Every input is
+    checked before anything is made."""
     variant = check_variant(variant_name)
-    if not admin or not admin.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise UserError(f"admin name {admin!r} is not a user name: use letters, digits, - _ .")
-    paths.state.mkdir(parents=True, exist_ok=True)
-    # Software, database, secrets and logs: nothing here belongs in git.
-    (paths.state / ".gitignore").write_text("*\n")
-    if pid := running_pid(paths):
+    check_admin(admin)
+    hub = name()  # DLLAB_INSTANCE is checked here
+    if paths.state.exists() and (pid := running_pid(paths)):
         url = json.loads(paths.info.read_text())["url"] if paths.info.exists() else "?"
-        raise UserError(f"a hub is already running (pid {pid}, {url}): stop it with `python -m dllab.hub stop`")  # fmt: skip
+        raise UserError(f"a hub is already running (pid {pid}, {url}): stop it with `{task_command('hub', '--stop')}`")  # fmt: skip
     check_port(port)
-    info = containers.check_engine()
-    containers.check_image(variant)
+    info = containers.check_engine(run)
+    containers.check_image(variant, run=run)
     gpu = containers.gpu_runtime(info, variant)
     if variant.gpu_runtime and not gpu:
-        print(f"dllab: the engine has no {variant.gpu_runtime} runtime: users get {variant.image} without a GPU", file=sys.stderr)  # fmt: skip
-    ensure_software(paths)
-    gateway = ensure_network(f"{prefix()}-net")
-    if not paths.token.exists():
-        paths.token.touch(mode=0o600)
-        paths.token.write_text(secrets.token_hex(32))
+        print(f"dllab: the engine has no {variant.gpu_runtime} runtime: learners get {variant.image} without a GPU", file=sys.stderr)  # fmt: skip
+    if paths.uids.exists():
+        accounts.Allocations(paths.uids, accounts.hub_ids(hub)).check()
+    if not run.dry:
+        private_state(paths)
+    ensure_software(run, paths)
+    gateway = ensure_network(run, f"{hub}-net")
+    if run.dry:
+        run.start(hub_command(paths))
+        return f"http://127.0.0.1:{port}/hub/"
+    secret(paths.token, lambda: secrets.token_hex(32))
+    secret(paths.admin_password, lambda: secrets.token_urlsafe(18))
     env = {**os.environ, **hub_env(paths, variant, port, admin, gateway, gpu)}
     env["PATH"] = f"{paths.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    with paths.log.open("ab") as log:
-        process = subprocess.Popen(
+    fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "ab") as log:
+        # umask 077: the database, cookie secret and proxy pid JupyterHub writes are 0600 too.
+        process = run.start(
             hub_command(paths), cwd=paths.state, env=env, stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=0o077,
         )  # fmt: skip
-    paths.pid.write_text(str(process.pid))
+    assert process is not None
+    private.write(paths.pid, str(process.pid))
     url = f"http://127.0.0.1:{port}/hub/"
-    paths.info.write_text(json.dumps({"url": url, "variant": variant.name, "admin": admin}))
+    private.write(paths.info, json.dumps({"url": url, "variant": variant.name, "admin": admin}))
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -335,9 +372,10 @@ def _state(pid: int) -> bytes:
         return b""
 
 
-def stop(paths: Paths) -> int:
-    """Stop the hub and every user's container; never a volume. The number of containers removed."""
-    pid = running_pid(paths)
+def stop(run: Runner, paths: Paths) -> int:
+    """Stop this hub and its learners' containers; never a volume. The containers removed."""
+    hub = name()
+    pid = running_pid(paths) if paths.state.exists() else None
     if pid:
         _terminate(pid)
     paths.pid.unlink(missing_ok=True)
@@ -348,84 +386,97 @@ def stop(paths: Paths) -> int:
         _terminate(int(text), timeout=10)
     proxy.unlink(missing_ok=True)
     removed = 0
-    if containers.engine_answers():
-        ids = _run(containers_command()).stdout.split()
-        if ids:
-            _run(["docker", "rm", "--force", *ids])
+    if containers.engine_answers(run):
+        if ids := run(containers.list_command(filters())).out.split():
+            run(containers.remove_command(*ids))
             removed = len(ids)
-        _run(["docker", "network", "rm", f"{prefix()}-net"])
+        if networks := run(containers.networks_command(filters())).out.split():
+            run(containers.remove_networks_command(*networks))
     if not pid:
-        raise UserError(f"no hub is running (removed {removed} leftover user containers)")
+        raise UserError(f"no hub of yours is running here ({hub}; removed {removed} leftover learner containers)")  # fmt: skip
     return removed
 
 
-def volumes() -> list[tuple[str, str]]:
-    """(volume, owner) of every user's work volume."""
-    lines = _checked(volumes_command()).splitlines()
-    return [(name, owner) for name, _, owner in (line.partition("\t") for line in lines if line)]
+def volumes(run: Runner) -> list[tuple[str, str]]:
+    """(volume, learner) of each of this hub's learners' work volumes."""
+    lines = run.checked(containers.volumes_command(filters())).splitlines()
+    return [(vol, learner) for vol, _, learner in (line.partition("\t") for line in lines if line)]
 
 
-def remove_volumes(yes: bool, paths: Paths) -> list[str]:
-    """Delete every user's work volume; without `yes`, only say what would go."""
-    containers.check_engine()
-    if running_pid(paths):
-        raise UserError("the hub is running: stop it first with `python -m dllab.hub stop`")
-    found = volumes()
-    for name, owner in found:
-        print(
-            f"{'deleting' if yes else 'would delete'} volume {name} (user {owner or '?'}'s /work)"
-        )
+def remove_volumes(run: Runner, yes: bool, paths: Paths | None = None) -> list[str]:
+    """Delete this hub's learners' work volumes, listed first; refused while the hub runs."""
+    paths = paths or Paths.default()
+    containers.check_engine(run)
+    servers = run(containers.list_command(filters())).out.split()
+    if (paths.state.exists() and running_pid(paths)) or servers:
+        raise UserError(f"this hub is running: stop it first with `{task_command('hub', '--stop')}`")  # fmt: skip
+    found = volumes(run)
     if not found:
-        print("no user volumes to delete")
+        print(f"no learner volumes of this hub ({name()}) to delete")
         return []
+    for vol, learner in found:
+        print(f"{'deleting' if yes else 'would delete'} volume {vol} ({learner or '?'}'s /work)")
     if not yes:
-        raise UserError(f"deleting {len(found)} volumes loses those users' work: pass --yes to delete them")  # fmt: skip
-    result = _run(["docker", "volume", "rm", *(name for name, _ in found)])
-    if result.returncode != 0:
-        raise UserError(f"`docker volume rm` failed: {result.stderr.strip().splitlines()[-1]}")
-    return [name for name, _ in found]
+        raise UserError(f"deleting {len(found)} volumes loses those learners' work: pass --yes to delete them")  # fmt: skip
+    run.checked(containers.remove_volumes_command(*(vol for vol, _ in found)))
+    return [vol for vol, _ in found]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises a UserError (one line, exit 2) instead of printing usage."""
+def reset_admin_password(run: Runner, paths: Paths | None = None) -> int:
+    """A new admin password, in the same 0600 file; the hub takes it at the admin's next login."""
+    paths = paths or Paths.default()
+    if not paths.admin_password.exists():
+        raise UserError(f"no hub has been started here yet ({paths.state}): start one with `{task_command('hub')}`")  # fmt: skip
+    run.show(["dllab", "new admin password", "->", str(paths.admin_password)])
+    if not run.dry:
+        private.write(paths.admin_password, secrets.token_urlsafe(18) + "\n")
+    print(f"the admin's new password is in {paths.admin_password} (readable by you alone)")
+    return 0
 
-    def error(self, message: str):
-        raise UserError(message)
+
+# --- the command line ---------------------------------------------------------------------------
 
 
-def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m dllab.hub", description=__doc__)
-    sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    s = sub.add_parser(
-        "start", help="start JupyterHub (DockerSpawner) on 127.0.0.1 in the background"
-    )
-    s.add_argument("--variant", default="cpu", help="image each user gets: dllab:<variant>")
-    s.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="port on 127.0.0.1 (default 8000)"
-    )
-    s.add_argument("--admin", default=DEFAULT_ADMIN, help="the admin user, who approves sign-ups")
-    sub.add_parser("stop", help="stop the hub and every user's server (volumes stay)")
-    r = sub.add_parser("remove-volumes", help="delete every user's work volume (asks for --yes)")
+def start_command(run: Runner, variant: str, port: int, admin: str) -> int:
+    paths = Paths.default()
+    url = start(run, variant, port, admin, paths)
+    print(f"JupyterHub: {url}  (log: {paths.log})")
+    print(f"log in as {admin}: the password is in {paths.admin_password} (readable by you alone)")
+    print(f"learners sign up at {url}signup; approve them at {url}authorize")
+    return 0
+
+
+def stop_command(run: Runner) -> int:
+    removed = stop(run, Paths.default())
+    print(f"hub stopped; {removed} learner containers removed; volumes kept")
+    return 0
+
+
+def parser() -> Parser:
+    p = Parser(prog="python -m dllab.hub", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="action", required=True)
+    s = sub.add_parser("start", help="start JupyterHub (DockerSpawner) on 127.0.0.1 in the background")  # fmt: skip
+    s.add_argument("--variant", default="cpu", help="image each learner gets: dllab:<variant>")
+    s.add_argument("--port", default=str(DEFAULT_PORT), help="port on 127.0.0.1 (default 8000)")
+    s.add_argument("--admin", default=DEFAULT_ADMIN, help=f"the admin's name (default {DEFAULT_ADMIN})")  # fmt: skip
+    sub.add_parser("stop", help="stop the hub and every learner's server (volumes stay)")
+    r = sub.add_parser("remove-volumes", help="delete every learner's work volume (asks for --yes)")
     r.add_argument("--yes", action="store_true", help="really delete them")
+    sub.add_parser("reset-admin-password", help="a new admin password, in the same private file")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser()
-    paths = Paths.default()
+    run = Runner()
     try:
-        args = p.parse_args(argv)
+        args = parser().parse_args(argv)
         if args.action == "start":
-            url = start(args.variant, args.port, args.admin, paths)
-            print(f"JupyterHub: {url}  (log: {paths.log})")
-            print(
-                f"first, sign up as {args.admin} at {url}signup; approve learners at {url}authorize"
-            )
-        elif args.action == "stop":
-            removed = stop(paths)
-            print(f"hub stopped; {removed} leftover user containers removed; volumes kept")
-        else:
-            remove_volumes(args.yes, paths)
+            return start_command(run, args.variant, containers.port_number(args.port), args.admin)
+        if args.action == "stop":
+            return stop_command(run)
+        if args.action == "reset-admin-password":
+            return reset_admin_password(run)
+        remove_volumes(run, args.yes)
         return 0
     except UserError as exc:
         return report(exc)

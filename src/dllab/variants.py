@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import platform as _platform
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,6 +255,24 @@ def expected_accelerator() -> str | None:
 def torch_index(variant: Variant) -> str:
     """The extra index for `variant`'s torch: DLLAB_TORCH_INDEX if set (even empty), else the registry's."""
     return os.environ.get("DLLAB_TORCH_INDEX", variant.torch_index)
+
+
+def gpu_args(variant: Variant, devices: Sequence[str] | None = None) -> list[str]:
+    """The `docker run` options that hand `variant`'s accelerator to a container: all of it, or the
+    NVIDIA GPUs `devices` (ids or UUIDs) alone; device nodes are passed as the row names them."""
+    args = list(variant.gpu_args)
+    if devices and args[:1] == ["--gpus"]:
+        # --gpus reads CSV: a list of devices is one quoted field.
+        args[1] = '"device={}"'.format(",".join(devices))
+    return args
+
+
+def gpu_request(variant: Variant, devices: Sequence[str] | None = None) -> dict:
+    """The same as the Docker SDK's device request (a DockerSpawner learner's GPUs)."""
+    if variant.gpu_args[:1] != ("--gpus",):
+        raise UserError(f"{variant.name} hands out devices, not GPUs: no device request for it")
+    which = {"device_ids": list(devices)} if devices else {"count": -1}
+    return {**which, "capabilities": [["gpu"]]}
 
 
 def check_accelerator(name: str) -> str:

@@ -1,26 +1,25 @@
-"""`python -m dllab.workers`: N containers train one model together on the frameworks' own engines.
+"""`invoke train` (`python -m dllab.workers`): N containers train one model together on the
+frameworks' own engines.
 
-    python -m dllab.workers --variant cpu --workers 2 --framework torch|tensorflow|keras-jax [--epochs 3]
+    invoke train --variant cpu --workers 2 --framework torch|tensorflow|keras-jax [--epochs 3]
 
-Each worker is a container of `dllab:VARIANT` on a private Docker network made for this run
-(`dllab-train-<uid>-<random>`, label `dllab.owner=<uid>`), running the same shipped script,
-`python -m dllab.train_worker`, under its framework's own launcher: torchrun + DDP, TF_CONFIG +
-MultiWorkerMirroredStrategy, or `keras.distribution.initialize` + DataParallel on JAX. One
-worker (`--workers 1`) is a plain single process. It prints each worker's rank, final loss and
-weight digest, then `workers agree` or what differs. The containers and the network are removed
-at the end, on Ctrl-C and when a worker fails (the others are stopped, the exit code is 1 and
-the failing worker's last lines are shown).
+Each worker is a container of `dllab:VARIANT` on a network made for this run, running the same
+shipped script, `python -m dllab.train_worker`, under its framework's own launcher: torchrun + DDP,
+TF_CONFIG + MultiWorkerMirroredStrategy, or `keras.distribution.initialize` + DataParallel on
+JAX. One worker (`--workers 1`) is a plain single process. It prints each worker's rank, final
+loss and weight digest, then `workers agree` or what differs. The containers and the network
+carry your owner, checkout and instance labels, and are removed at the end, when a worker fails
+(the others are stopped, the exit code is 1 and the failing worker's last lines are shown), and
+on Ctrl-C, SIGTERM or a closed terminal (SIGHUP): training never outlives its terminal.
 
-Every command is an argument list made by the pure functions below (`network_command`,
-`worker_command`, ...), so tests and `--dry-run`-style callers can read them without an engine.
 Exit codes: 0 the workers agree, 1 a worker failed or the workers differ, 2 bad input or a
 missing engine/image (one `dllab: ...` line), 130 interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
+import contextlib
 import json
 import os
 import secrets
@@ -32,21 +31,28 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn
+from pathlib import Path
 
 from dllab import containers, variants
-from dllab.errors import UserError, report
+from dllab.containers import Owner, Runner
+from dllab.errors import Parser, UserError, report
 
 FRAMEWORKS = ("torch", "tensorflow", "keras-jax")
 MAX_WORKERS = 64
-OWNER_LABEL = "dllab.owner"
 RUN_LABEL = "dllab.run"
 RESULT_PREFIX = "DLLAB_RESULT "  # the last line train_worker prints
+STARTED = "first step after"  # train_worker's line once a worker has joined the others
 TORCH_PORT = 29500
 TF_PORT = 2222
 JAX_PORT = 1234
-FALLBACK_USER = (1000, 1000)  # the image's `lab` user, when the caller is root
 LAST_LINES = 15
+
+
+def startup_timeout() -> float:
+    """Seconds from `docker run` until every worker takes its first step (rendezvous included):
+    DLLAB_TRAIN_STARTUP_TIMEOUT, else 600 (a 10 GB cuda image on a cold disk needs minutes).
+    Training itself has no deadline."""
+    return float(os.environ.get("DLLAB_TRAIN_STARTUP_TIMEOUT") or 600)
 
 
 @dataclass(frozen=True)
@@ -58,44 +64,38 @@ class Plan:
     workers: int
     epochs: int
     image: str
-    network: str  # also the run id, and the prefix of every container name
-    uid: int
-    gid: int
+    network: str  # also the prefix of every container name
+    owner: Owner
     gpus: int = 0  # GPUs given to the run: one per worker when > 0 (cuda + NVIDIA runtime)
     threads: int = 1  # OMP_NUM_THREADS per worker: the host's cores shared out
     extra_env: tuple[tuple[str, str], ...] = ()
-    mounts: tuple[str, ...] = ()  # --volume specs (development: a source tree, read-only)
+    source: str = ""  # a source tree to run instead of the image's dllab (development)
     train_extra: tuple[str, ...] = ()  # more train_worker flags (benchmarks: --hidden, --samples)
 
     def container(self, rank: int) -> str:
         return f"{self.network}-w{rank}"
 
     @property
-    def owner(self) -> str:
-        return str(self.uid)
+    def labels(self) -> dict[str, str]:
+        return {
+            **self.owner.labels(), "dllab.role": "worker", "dllab.variant": self.variant,
+            RUN_LABEL: self.network,
+        }  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
 # Argument lists (pure: no engine needed)
 
 
-def run_id(uid: int, token: str | None = None) -> str:
-    """The network name of a run, also the prefix of its containers: dllab-train-<uid>-<random>."""
-    return f"dllab-train-{uid}-{token or secrets.token_hex(3)}"
-
-
-def container_user(uid: int, gid: int) -> tuple[int, int]:
-    """The user the workers run as: the caller's IDs, or the image's lab user if the caller is root."""
-    return FALLBACK_USER if uid == 0 else (uid, gid)
+def run_id(owner: Owner, token: str | None = None) -> str:
+    """The network name of a run, also the prefix of its containers."""
+    return containers.name("train", owner, token or secrets.token_hex(3))
 
 
 def network_command(plan: Plan) -> list[str]:
-    """A private bridge for the run: containers resolve each other by name, nothing else joins."""
-    return [
-        "docker", "network", "create", "--driver", "bridge", "--internal",
-        "--label", f"{OWNER_LABEL}={plan.owner}", "--label", f"{RUN_LABEL}={plan.network}",
-        plan.network,
-    ]  # fmt: skip
+    """The run's own bridge: workers resolve each other by name; where the engine enforces it
+    (iptables), nothing outside the run reaches them."""
+    return containers.network_command(plan.network, plan.labels, internal=True)
 
 
 def train_args(plan: Plan) -> list[str]:
@@ -134,44 +134,32 @@ def tf_config(plan: Plan, rank: int) -> str:
 
 
 def worker_command(plan: Plan, rank: int) -> list[str]:
-    """`docker run` for worker `rank`: non-root, no capabilities, on the run's network, labelled."""
+    """`docker run` for worker `rank`: as you, hardened, on the run's network, labelled."""
     entrypoint, args, env = launcher(plan, rank)
-    user = "{}:{}".format(*container_user(plan.uid, plan.gid))
-    cmd = [
-        "docker", "run", "--name", plan.container(rank), "--hostname", plan.container(rank),
-        "--network", plan.network,
-        "--label", f"{OWNER_LABEL}={plan.owner}", "--label", f"{RUN_LABEL}={plan.network}",
-        "--user", user, *containers.HARDENING,
-        # docker's own init as PID 1 forwards signals; the image's start script is not needed.
-        "--init", "--entrypoint", entrypoint, "--workdir", "/tmp",
-        "--env", "HOME=/tmp", "--env", "PYTHONUNBUFFERED=1", "--env", "TF_CPP_MIN_LOG_LEVEL=2",
-        "--env", f"OMP_NUM_THREADS={plan.threads}",
-    ]  # fmt: skip
-    if plan.gpus:
-        # One GPU per worker; inside, it is cuda:0 / GPU:0, and torch picks NCCL.
-        cmd += ["--gpus", f"device={rank}", "--shm-size", "1g"]
-    else:
-        cmd += ["--env", "DLLAB_DEVICE=cpu", "--env", "CUDA_VISIBLE_DEVICES="]
-    for key, value in (*env.items(), *plan.extra_env):
-        cmd += ["--env", f"{key}={value}"]
-    for mount in plan.mounts:
-        cmd += ["--volume", mount]
-    return [*cmd, plan.image, *args]
+    variant = variants.get(plan.variant)
+    # One GPU per worker: inside, it is cuda:0 / GPU:0, and torch picks NCCL.
+    gpus = (str(rank),) if plan.gpus else None
+    spec = containers.Spec(variant, plan.owner.user, plan.labels, gpus)
+    env = {
+        "HOME": "/tmp", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+        "OMP_NUM_THREADS": str(plan.threads),
+        **({} if plan.gpus else {"DLLAB_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": ""}),
+        **env, **dict(plan.extra_env),
+    }  # fmt: skip
+    if plan.source:
+        env["PYTHONPATH"] = "/opt/dllab-dev/src"
+    mounts = [(Path(plan.source), "/opt/dllab-dev/src")] if plan.source else []
+    return containers.worker_command(
+        spec, plan.container(rank), plan.network, plan.image, entrypoint, args, env, mounts
+    )
 
 
 def remove_commands(plan: Plan) -> list[list[str]]:
     """What cleans a run up: its containers (by name, forced), then its network."""
     return [
-        ["docker", "rm", "--force", *(plan.container(r) for r in range(plan.workers))],
-        ["docker", "network", "rm", plan.network],
+        containers.remove_command(*(plan.container(r) for r in range(plan.workers))),
+        containers.remove_networks_command(plan.network),
     ]
-
-
-def leftovers_command(owner: str, kind: str = "container") -> list[str]:
-    """`docker ps -a` / `docker network ls` of what dllab made for `owner` (tests check it is empty)."""
-    if kind == "container":
-        return ["docker", "ps", "--all", "--quiet", "--filter", f"label={OWNER_LABEL}={owner}"]
-    return ["docker", "network", "ls", "--quiet", "--filter", f"label={OWNER_LABEL}={owner}"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,6 +174,7 @@ class Outcome:
     result: dict | None = None
     lines: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
     finished_at: str = ""  # docker's State.FinishedAt, to tell who failed first
+    started: bool = False  # it took its first step (start-up is over)
 
 
 def parse_result(lines: Sequence[str]) -> dict | None:
@@ -260,15 +249,13 @@ def describe_exit(code: int | None) -> str:
 # Checks (they raise UserError: one line, exit 2)
 
 
-def parse_workers(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if not 1 <= n <= MAX_WORKERS:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number from 1 to {MAX_WORKERS}, got {text!r}"
-        )
+def count(flag: str, text: int | str, most: int | None = MAX_WORKERS) -> int:
+    """`text` as a whole number from 1 (to `most`), else a UserError naming `flag`."""
+    value = str(text).strip()
+    n = int(value) if value.isdigit() else 0
+    if n < 1 or (most is not None and n > most):
+        upto = f" to {most}" if most is not None else " up"
+        raise UserError(f"{flag} must be a whole number from 1{upto}, not {text!r}")
     return n
 
 
@@ -327,8 +314,7 @@ def make_plan(
     epochs: int = 3,
     image: str | None = None,
     gpus_here: int = 0,
-    uid: int | None = None,
-    gid: int | None = None,
+    owner: Owner | None = None,
     token: str | None = None,
     cores: int | None = None,
 ) -> Plan:
@@ -339,19 +325,13 @@ def make_plan(
     if epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {epochs}")
     gpus = check_gpus(variant, framework, workers, gpus_here)
-    if uid is None or gid is None:  # as `invoke lab`: you, or under sudo the user who ran it
-        owner = containers.Owner.current()
-        uid, gid = owner.uid, owner.gid
-    extra, mounts = [], []
-    dev_src = os.environ.get("DLLAB_WORKERS_SRC")  # development only: run this source tree
-    if dev_src:
-        mounts.append(f"{os.path.abspath(dev_src)}:/opt/dllab-dev/src:ro")
-        extra.append(("PYTHONPATH", "/opt/dllab-dev/src"))
+    owner = owner or Owner.current()  # as `invoke lab`: you, or under sudo the user who ran it
+    source = os.environ.get("DLLAB_WORKERS_SRC", "")  # development only: run this source tree
     return Plan(
         variant=variant, framework=framework, workers=workers, epochs=epochs,
-        image=image or variants.get(variant).image, network=run_id(uid, token), uid=uid, gid=gid,
+        image=image or variants.get(variant).image, network=run_id(owner, token), owner=owner,
         gpus=gpus, threads=max(1, (cores or cpu_count()) // workers),
-        extra_env=tuple(extra), mounts=tuple(mounts),
+        source=os.path.abspath(source) if source else "",
     )  # fmt: skip
 
 
@@ -359,47 +339,71 @@ def make_plan(
 # Running
 
 
+class Stopped(Exception):
+    """A signal (SIGTERM, SIGHUP: the terminal closed) asked the run to stop."""
+
+
+def _stop(signum, frame):
+    raise Stopped(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def stopped_by_signals():
+    """SIGTERM and SIGHUP end the run as Ctrl-C does: its containers and network are removed."""
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def say(line: str, stream) -> None:
+    """Print, where a closed terminal (SIGHUP) must not keep the clean-up from running."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=stream, flush=True)
+
+
 class Run:
     """Starts the network and the workers, watches them, and always removes what it made."""
 
-    def __init__(self, plan: Plan, out=sys.stdout, err=sys.stderr, startup_timeout: float = 600):
-        self.plan = plan
+    def __init__(self, plan: Plan, run: Runner, out=sys.stdout, err=sys.stderr):
+        self.plan, self.run = plan, run
         self.out, self.err = out, err
         self.procs: list[subprocess.Popen] = []
         self.outcomes = [Outcome(r, plan.container(r)) for r in range(plan.workers)]
         self.readers: list[threading.Thread] = []
-        self.timeout = startup_timeout
 
     def _read(self, proc: subprocess.Popen, outcome: Outcome) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             line = line.rstrip("\n")
             outcome.lines.append(line)
+            if STARTED in line:
+                outcome.started = True
             if outcome.rank == 0 and line.startswith("epoch "):
-                print(f"  {line}", file=self.out, flush=True)
-
-    def _docker(self, cmd: list[str]) -> subprocess.CompletedProcess:
-        return subprocess.run(cmd, capture_output=True, text=True)
+                say(f"  {line}", self.out)
 
     def start(self) -> None:
-        proc = self._docker(network_command(self.plan))
-        if proc.returncode != 0:
-            raise UserError(f"cannot create network {self.plan.network}: {proc.stderr.strip()}")
+        self.run.checked(network_command(self.plan))
         for rank, outcome in enumerate(self.outcomes):
-            p = subprocess.Popen(
+            p = self.run.start(
                 worker_command(self.plan, rank), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, text=True, errors="replace",
                 start_new_session=True,  # Ctrl-C reaches us only; we stop the containers ourselves
             )  # fmt: skip
+            if p is None:  # a dry run
+                continue
             self.procs.append(p)
             reader = threading.Thread(target=self._read, args=(p, outcome), daemon=True)
             reader.start()
             self.readers.append(reader)
 
     def wait(self) -> Outcome | None:
-        """Until every worker exits, or the first failure (returned, after a moment for the others)."""
-        deadline = time.monotonic() + self.timeout
-        while True:
+        """Until every worker exits, or the first failure (returned, after a moment for the
+        others); a run whose workers do not all take a first step by `startup_timeout()` fails."""
+        deadline = time.monotonic() + startup_timeout()
+        while self.procs:
             codes = [p.poll() for p in self.procs]
             for outcome, code in zip(self.outcomes, codes, strict=True):
                 outcome.returncode = code
@@ -411,20 +415,18 @@ class Run:
                 return first_failure(self.outcomes)
             if all(c == 0 for c in codes):
                 return None
-            if time.monotonic() > deadline:
-                for outcome in self.outcomes:
-                    if outcome.returncode is None:
-                        outcome.returncode = 124
-                return next(o for o in self.outcomes if o.returncode == 124)
+            waiting = [o for o in self.outcomes if not o.started and o.returncode is None]
+            if waiting and time.monotonic() > deadline:
+                for outcome in waiting:
+                    outcome.returncode = 124
+                return waiting[0]
             time.sleep(0.1)
+        return None
 
     def _finish_times(self) -> None:
-        proc = self._docker(
-            ["docker", "inspect", "--format", "{{.Name}} {{.State.FinishedAt}}",
-             *(o.container for o in self.outcomes)]
-        )  # fmt: skip
+        done = self.run(containers.finished_command([o.container for o in self.outcomes]))
         times = dict(
-            line.lstrip("/").split(" ", 1) for line in proc.stdout.splitlines() if " " in line
+            line.lstrip("/").split(" ", 1) for line in done.out.splitlines() if " " in line
         )
         for o in self.outcomes:
             o.finished_at = times.get(o.container, "")
@@ -433,7 +435,7 @@ class Run:
 
     def cleanup(self) -> None:
         for cmd in remove_commands(self.plan):
-            self._docker(cmd)
+            self.run(cmd)
         for p in self.procs:
             try:
                 p.wait(timeout=10)
@@ -441,87 +443,88 @@ class Run:
                 p.kill()
         # A `docker run` interrupted while creating its container may have finished after the
         # first pass: sweep once more by the run's label.
-        left = self._docker(
-            [
-                "docker",
-                "ps",
-                "--all",
-                "--quiet",
-                "--filter",
-                f"label={RUN_LABEL}={self.plan.network}",
-            ]
-        ).stdout.split()
-        if left:
-            self._docker(["docker", "rm", "--force", *left])
-            self._docker(["docker", "network", "rm", self.plan.network])
+        label = ["--filter", f"label={RUN_LABEL}={self.plan.network}"]
+        if left := self.run(containers.list_command(label)).out.split():
+            self.run(containers.remove_command(*left))
+            self.run(containers.remove_networks_command(self.plan.network))
         for reader in self.readers:
             reader.join(timeout=2)
 
 
-def execute(plan: Plan, out=sys.stdout, err=sys.stderr) -> int:
+def execute(plan: Plan, run: Runner, out=sys.stdout, err=sys.stderr) -> int:
     """Run the plan to its end; print the per-worker lines and the verdict; the exit code."""
-    run = Run(plan, out, err)
     what = (
         f"{plan.workers} worker{'s' if plan.workers > 1 else ''} of {plan.image} "
         f"({plan.framework}, {plan.epochs} epoch{'s' if plan.epochs > 1 else ''}) on network {plan.network}"
     )
-    print(f"dllab: starting {what}", file=out, flush=True)
+    say(f"dllab: starting {what}", out)
     if nvidia(plan.variant) and not plan.gpus:
-        print("dllab: no GPU for the workers here: they train on the CPU (gloo / ring)", file=out)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        run.start()
-        failed = run.wait()
-        for reader, proc in zip(run.readers, run.procs, strict=True):
-            if proc.poll() is not None:  # a running peer's reader ends when cleanup stops it
-                reader.join(timeout=5)
-        if failed is not None:
-            print(f"--- last lines of worker {failed.rank} ({failed.container}) ---", file=err)
-            for line in list(failed.lines)[-LAST_LINES:]:
-                print(f"  {line}", file=err)
-            print(
-                f"dllab: worker {failed.rank} of {plan.workers} ({failed.container}) failed with "
-                f"{describe_exit(failed.returncode)}; the other workers were stopped",
-                file=err,
-            )
+        say("dllab: no GPU for the workers here: they train on the CPU (gloo / ring)", out)
+    job = Run(plan, run, out, err)
+    with stopped_by_signals():
+        try:
+            job.start()
+            failed = job.wait()
+            if run.dry:
+                return 0
+            for reader, proc in zip(job.readers, job.procs, strict=True):
+                if proc.poll() is not None:  # a running peer's reader ends when cleanup stops it
+                    reader.join(timeout=5)
+            return report_outcomes(plan, job.outcomes, failed, out, err)
+        except (KeyboardInterrupt, Stopped) as why:
+            say(f"dllab: {why or 'interrupted'}: stopping the workers", err)
+            return 130
+        finally:
+            job.cleanup()
+
+
+def report_outcomes(plan: Plan, outcomes, failed: Outcome | None, out, err) -> int:
+    """Print the failure, or each worker's line and the verdict; the exit code."""
+    if failed is not None:
+        say(f"--- last lines of worker {failed.rank} ({failed.container}) ---", err)
+        for line in list(failed.lines)[-LAST_LINES:]:
+            say(f"  {line}", err)
+        why = (
+            f"did not take its first step within {startup_timeout():.0f} s (DLLAB_TRAIN_STARTUP_TIMEOUT)"
+            if failed.returncode == 124
+            else f"failed with {describe_exit(failed.returncode)}"
+        )
+        say(f"dllab: worker {failed.rank} of {plan.workers} ({failed.container}) {why}; "
+            "the other workers were stopped", err)  # fmt: skip
+        return 1
+    results = []
+    for o in outcomes:
+        o.result = parse_result(list(o.lines))
+        if o.result is None:
+            say(f"dllab: worker {o.rank} ({o.container}) ended without a result", err)
             return 1
-        results = []
-        for o in run.outcomes:
-            o.result = parse_result(list(o.lines))
-            if o.result is None:
-                print(f"dllab: worker {o.rank} ({o.container}) ended without a result", file=err)
-                return 1
-            results.append(o.result)
-        for r in sorted(results, key=lambda r: r["rank"]):
-            print(worker_line(r), file=out)
-        agree, line = verdict(results)
-        print(line, file=out, flush=True)
-        return 0 if agree else 1
-    except KeyboardInterrupt:
-        print("dllab: interrupted: stopping the workers", file=err)
-        return 130
-    finally:
-        run.cleanup()
-        signal.signal(signal.SIGTERM, previous)
+        results.append(o.result)
+    for r in sorted(results, key=lambda r: r["rank"]):
+        say(worker_line(r), out)
+    agree, line = verdict(results)
+    say(line, out)
+    return 0 if agree else 1
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+def train(
+    run: Runner, variant: str, workers: int, framework: str, epochs: int, image: str | None = None
+) -> int:
+    """Check the request, the engine and the image, then run it; the exit code."""
+    variants.get(variant)
+    check_framework(variant, framework)
+    gpus_here = count_gpus() if nvidia(variant) else 0
+    plan = make_plan(variant, framework, workers, epochs, image, gpus_here)
+    containers.check_engine(run)
+    containers.check_image(variants.get(plan.variant), image=plan.image, run=run)
+    return execute(plan, run)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line and exit 2, never a usage dump
-        raise UserError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m dllab.workers", description=__doc__.split("\n")[0])
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m dllab.workers", description=__doc__.split("\n")[0])
     parser.add_argument("--variant", default="cpu", help="the image's variant: cpu or cuda")
-    parser.add_argument(
-        "--workers", type=parse_workers, default=2, help="containers, one worker each"
-    )
+    parser.add_argument("--workers", default="2", help="containers, one worker each")
     parser.add_argument("--framework", default="torch", help=f"one of {', '.join(FRAMEWORKS)}")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", default="3", help="passes over the data")
     parser.add_argument("--image", default=None, help="image to run (default dllab:VARIANT)")
     return parser
 
@@ -529,22 +532,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-        variants.get(args.variant)
-        check_framework(args.variant, args.framework)
-        gpus_here = count_gpus() if nvidia(args.variant) else 0
-        plan = make_plan(
-            args.variant, args.framework, args.workers, args.epochs, args.image, gpus_here
-        )
-        containers.check_engine()
-        containers.check_image(variants.get(plan.variant), image=plan.image)
+        workers, epochs = count("--workers", args.workers), count("--epochs", args.epochs, None)
+        return train(Runner(), args.variant, workers, args.framework, epochs, args.image)
     except UserError as exc:
         return report(exc)
     except KeyboardInterrupt:
         return 130
-    try:
-        return execute(plan)
-    except UserError as exc:
-        return report(exc)
 
 
 if __name__ == "__main__":

@@ -15,16 +15,20 @@ CPU = variants.get("cpu")
 CUDA = variants.get("cuda")
 
 
-def runner(answers: dict[str, tuple[int, str]]):
+class Fake(containers.Runner):
     """A Runner answering each command by its first two words (`docker info`, `docker image`)."""
-    ran = []
 
-    def run(cmd: list[str]) -> tuple[int, str]:
-        ran.append(cmd)
-        return answers.get(" ".join(cmd[:2]), (0, ""))
+    def __init__(self, answers: dict[str, containers.Done]):
+        super().__init__()
+        self.answers, self.ran = answers, []
 
-    run.ran = ran
-    return run
+    def __call__(self, cmd, **kwargs) -> containers.Done:
+        self.ran.append(list(cmd))
+        return self.answers.get(" ".join(cmd[:2]), containers.Done(0))
+
+
+def runner(answers: dict[str, tuple[int, str] | containers.Done]) -> Fake:
+    return Fake({k: v if isinstance(v, containers.Done) else containers.Done(*v) for k, v in answers.items()})  # fmt: skip
 
 
 def info(**fields) -> tuple[int, str]:
@@ -46,15 +50,59 @@ def test_an_engine_that_answers_gives_its_docker_info():
         (0, "not json"),
     ],
 )
-def test_no_engine_says_how_to_start_one(answer):
+def test_no_engine_says_how_to_start_one(answer, monkeypatch):
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
     run = runner({"docker info": answer})
     with pytest.raises(UserError) as error:
         containers.check_engine(run)
     assert str(error.value) == (
-        "no Docker engine answers: start Docker (Docker Desktop, or `sudo systemctl start docker`; "
-        "CI: .ci/engine), then run this again"
+        "no Docker engine answers: start Docker (Docker Desktop, or `sudo systemctl start docker`), "
+        "then run this again"
     )
     assert not containers.engine_answers(run)
+
+
+PERMISSION = (
+    "permission denied while trying to connect to the Docker daemon socket at "
+    'unix:///var/run/docker.sock: Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.41/info": dial '
+    "unix /var/run/docker.sock: connect: permission denied"
+)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        containers.Done(1, "", PERMISSION),  # older CLIs: exit 1, the reason on stderr
+        containers.Done(0, json.dumps({"ServerErrors": [PERMISSION]})),  # CLI 23+
+    ],
+)
+def test_permission_denied_names_the_docker_group_not_start_docker(answer, monkeypatch):
+    """Docker runs but the socket refuses you: the docker group and newgrp, never 'start Docker'."""
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    with pytest.raises(UserError) as error:
+        containers.check_engine(runner({"docker info": answer}))
+    assert str(error.value) == (
+        "Docker runs, but you may not use it (permission denied on unix:///var/run/docker.sock): "
+        "add yourself to the docker group (`sudo usermod -aG docker $USER`), then `newgrp docker` "
+        "or log out and back in"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("DOCKER_HOST", "tcp://nowhere:2375"), ("DOCKER_CONTEXT", "remote")]
+)
+def test_a_docker_host_or_context_that_points_nowhere_is_named(variable, value, monkeypatch):
+    """DOCKER_HOST or DOCKER_CONTEXT set, and nothing answers there: the variable is named."""
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv(variable, value)
+    failed = containers.Done(1, "", f"Cannot connect to the Docker daemon at {value}")
+    with pytest.raises(UserError) as error:
+        containers.check_engine(runner({"docker info": failed}))
+    assert str(error.value) == (
+        f"no Docker engine answers at {variable}={value}: unset it (`unset {variable}`) to use "
+        "this machine's engine, or start the engine it names"
+    )
 
 
 def test_no_docker_command_says_install_it(monkeypatch):

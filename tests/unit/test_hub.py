@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import ast
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from dllab import containers, hub
+from dllab import accounts, containers, hub
 from dllab.errors import UserError
 
 
@@ -53,16 +52,30 @@ def test_the_proxy_installs_from_its_package_lock_into_the_venv(paths):
     assert "integrity" in (hub.PROXY_PACKAGE / "package-lock.json").read_text()
 
 
-def test_engine_objects_are_found_by_the_hubs_label_only(monkeypatch):
-    """Containers and volumes are listed by dllab.hub=<prefix>, so nothing else is touched."""
-    monkeypatch.setenv("DLLAB_HUB_PREFIX", "dllab-hubunit")
-    assert "label=dllab.hub=dllab-hubunit" in hub.containers_command()
-    assert "label=dllab.hub=dllab-hubunit" in hub.volumes_command()
-    network = hub.network_command("n")
-    assert network[-1] == "n" and "dllab.hub=dllab-hubunit" in network
+def test_engine_objects_are_found_by_owner_checkout_instance_and_hub(monkeypatch):
+    """Containers, volumes and networks are listed by this owner's, checkout's and instance's
+    labels and the hub's own name, so another checkout's or instance's hub is never touched."""
+    monkeypatch.setenv("DLLAB_INSTANCE", "unit")
+    name = hub.name()
+    owner = containers.Owner.current()
+    assert name == f"dllab-hub-{owner.uid}-{containers.checkout_id()}-unit"
+    filters = hub.filters()
+    for label in (f"dllab.owner={owner.uid}", f"dllab.checkout={containers.checkout_id()}",
+                  "dllab.instance=unit", "dllab.role=hub", f"dllab.hub={name}"):  # fmt: skip
+        assert f"label={label}" in filters
+    for cmd in (containers.list_command(filters), containers.volumes_command(filters),
+                containers.networks_command(filters)):  # fmt: skip
+        assert all(f in cmd for f in filters)
+    network = containers.network_command(f"{name}-net", hub.labels())
+    assert network[-1] == f"{name}-net" and f"dllab.hub={name}" in network
     assert (
         "com.docker.network.bridge.enable_icc=false" in network
     )  # learners can't reach each other
+    monkeypatch.delenv("DLLAB_HUB_STATE", raising=False)
+    state = hub.Paths.default().state
+    monkeypatch.setenv("DLLAB_INSTANCE", "other")
+    assert hub.name() != name and hub.Paths.default().state != state
+    assert hub.Paths.default().state.name == ".hub-other"
 
 
 def test_hub_command_runs_the_repos_config(paths):
@@ -74,29 +87,42 @@ def test_hub_command_runs_the_repos_config(paths):
     [
         (["start", "--variant", "tpu"], "unknown variant 'tpu'"),
         (["start", "--variant", "metal"], "native only"),
-        (["start", "--port", "x"], "argument --port"),
+        (["start", "--port", "x"], "--port must be a port number from 1024 to 65535, not 'x'"),
         (["start", "--port", "70000"], "--port must be a port number from 1024 to 65535"),
-        (["start", "--admin", "a b"], "admin name"),
+        (["start", "--admin", "a b"], "admin name 'a b' is not allowed: use 1-32 lowercase ASCII"),
+        (
+            ["start", "--admin", "x" * 300],
+            "admin name 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... is not allowed",
+        ),
+        (
+            ["start", "--admin", "lehrerin-jürgen"],
+            "is not allowed: use 1-32 lowercase ASCII letters",
+        ),
+        (["start", "--admin", "Teacher"], "is not allowed"),
         (["frob"], "invalid choice"),
         ([], "required"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(capsys, monkeypatch, tmp_path, argv, words):
-    monkeypatch.setenv("DLLAB_HUB_STATE", str(tmp_path))
-    monkeypatch.setattr(hub.containers, "check_engine", lambda: {})
-    monkeypatch.setattr(hub.containers, "check_image", lambda variant: None)
+    monkeypatch.setenv("DLLAB_HUB_STATE", str(tmp_path / "state"))
+    monkeypatch.setattr(hub.containers, "check_engine", lambda *a, **k: {})
+    monkeypatch.setattr(hub.containers, "check_image", lambda *a, **k: None)
     code, out, err = run_main(capsys, *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("dllab: ") and words in err
+    assert not (tmp_path / "state").exists()  # refused before anything is made
 
 
-def test_a_busy_port_names_the_flag():
+def test_a_busy_port_is_refused_before_the_state_folder_is_made(capsys, monkeypatch, tmp_path):
+    """A busy --port: one line naming the flag, and no state folder left behind."""
+    monkeypatch.setenv("DLLAB_HUB_STATE", str(tmp_path / "state"))
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(UserError, match=f"port {port} on 127.0.0.1 is busy: choose another with --port"):  # fmt: skip
-            hub.check_port(port)
+        code, out, err = run_main(capsys, "start", "--port", str(port))
+    assert code == 2 and err == f"dllab: port {port} on 127.0.0.1 is busy: choose another with --port\n"  # fmt: skip
+    assert not (tmp_path / "state").exists()
 
 
 def test_no_docker_is_one_line_and_exit_2(capsys, monkeypatch, tmp_path):
@@ -116,25 +142,49 @@ def test_a_stale_pid_file_is_named(paths):
         hub.running_pid(paths)
 
 
+class Fake(containers.Runner):
+    """A Runner that lists two learners' volumes, no running server, and records the rest."""
+
+    def __init__(self):
+        super().__init__()
+        self.ran: list[list[str]] = []
+
+    def __call__(self, cmd, **kwargs):
+        self.ran.append(list(cmd))
+        listing = "v-alice\talice\nv-bob\tbob\n" if cmd[1:3] == ["volume", "ls"] else ""
+        return containers.Done(0, listing)
+
+
 def test_remove_volumes_lists_and_asks_for_yes(monkeypatch, paths, capsys):
-    """Without --yes it says what it would delete and exits 2; it never deletes then."""
-    calls = []
-
-    def fake(cmd, **kw):
-        calls.append(cmd)
-        out = "dllab-hub-work-alice\talice\ndllab-hub-work-bob\tbob\n" if "ls" in cmd else ""
-        return subprocess.CompletedProcess(cmd, 0, out, "")
-
-    monkeypatch.setattr(hub, "_run", fake)
-    monkeypatch.setattr(hub.containers, "check_engine", lambda: {})
+    """Without --yes it says what it would delete and exits 2; it never deletes then; it deletes
+    only this hub's volumes, by their labels."""
+    monkeypatch.setattr(hub.containers, "check_engine", lambda *a, **k: {})
+    run = Fake()
     with pytest.raises(UserError, match="2 volumes .* pass --yes"):
-        hub.remove_volumes(False, paths)
-    assert (
-        "would delete volume dllab-hub-work-alice (user alice's /work)" in capsys.readouterr().out
-    )
-    assert not any("rm" in cmd for cmd in calls)
-    assert hub.remove_volumes(True, paths) == ["dllab-hub-work-alice", "dllab-hub-work-bob"]
-    assert calls[-1] == ["docker", "volume", "rm", "dllab-hub-work-alice", "dllab-hub-work-bob"]
+        hub.remove_volumes(run, False, paths)
+    assert "would delete volume v-alice (alice's /work)" in capsys.readouterr().out
+    assert not any("rm" in cmd for cmd in run.ran)
+    assert hub.remove_volumes(run, True, paths) == ["v-alice", "v-bob"]
+    assert run.ran[-1] == ["docker", "volume", "rm", "v-alice", "v-bob"]
+    [listed] = [cmd for cmd in run.ran[:3] if cmd[1:3] == ["volume", "ls"]]
+    assert all(f in listed for f in hub.filters())
+
+
+def test_remove_volumes_is_refused_while_the_hubs_servers_run(monkeypatch, paths):
+    """A learner's server of this hub still there: stop the hub first (the exact command)."""
+    monkeypatch.setattr(hub.containers, "check_engine", lambda *a, **k: {})
+    monkeypatch.delenv("DLLAB_TASKS_PROGRAM", raising=False)
+    monkeypatch.delenv("DLLAB_INSTANCE", raising=False)
+
+    class Running(Fake):
+        def __call__(self, cmd, **kwargs):
+            done = super().__call__(cmd, **kwargs)
+            return containers.Done(0, "abc123\n") if cmd[1] == "ps" else done
+
+    run = Running()
+    with pytest.raises(UserError, match=r"this hub is running: stop it first with `invoke hub --stop`"):  # fmt: skip
+        hub.remove_volumes(run, True, paths)
+    assert not any("rm" in cmd for cmd in run.ran)
 
 
 def test_stop_never_removes_a_volume():
@@ -146,18 +196,46 @@ def test_stop_never_removes_a_volume():
     assert "volume" not in stop.split('"""')[-1]  # the code, after its docstring
 
 
-def test_the_config_keeps_learners_non_root_and_apart():
-    """The DockerSpawner config: user 1000:100, caps dropped, no-new-privileges, a volume per user."""
-    config = hub.CONFIG.read_text()
-    for line in (
-        'c.DockerSpawner.cmd = ["jupyterhub-singleuser"]',
-        'c.JupyterHub.bind_url = f"http://127.0.0.1:{PORT}"',
-        '"cap_drop": ["ALL"]',
-        '"security_opt": ["no-new-privileges"]',
-        'UID_GID = env("DLLAB_HUB_USER", "1000:100")',
-        'c.DockerSpawner.volumes = {f"{PREFIX}-work-{{username}}": "/work"}',
-        '"dllab.owner": "{raw_username}"',
-        "jupyterhub_idle_culler",
-        "c.DockerSpawner.remove = True",
-    ):
-        assert line in config, line
+def load_config(monkeypatch, tmp_path, **env: str):
+    """deploy/jupyterhub/jupyterhub_config.py as JupyterHub loads it, with DLLAB_HUB_* set."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    monkeypatch.setenv("DLLAB_HUB_STATE", str(tmp_path))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return PyFileConfigLoader(hub.CONFIG.name, str(hub.CONFIG.parent)).load_config()
+
+
+def test_the_config_keeps_learners_non_root_apart_and_the_admin_the_operators(
+    monkeypatch, tmp_path
+):
+    """The config as JupyterHub loads it: the proxy on 127.0.0.1, the operator's authenticator
+    (the admin from a password file; login pages for the host alone), the single-user server,
+    a volume per learner named by this hub, removed containers, the idle culler."""
+    config = load_config(monkeypatch, tmp_path, DLLAB_HUB_PORT="8123", DLLAB_HUB_IP="172.30.0.1",
+                         DLLAB_HUB_ADMIN_PASSWORD_FILE=str(tmp_path / "admin-password"))  # fmt: skip
+    assert config.JupyterHub.bind_url == "http://127.0.0.1:8123"
+    assert config.JupyterHub.hub_bind_url.startswith("http://172.30.0.1:")
+    assert config.JupyterHub.authenticator_class == "dllab.hubauth.ClassAuthenticator"
+    auth = config.ClassAuthenticator
+    assert auth.admin_password_file == str(tmp_path / "admin-password")
+    assert set(auth.host_addresses) == {"127.0.0.1", "::1", "172.30.0.1"}
+    assert "127.0.0.1:8123" in auth.host_names and config.Authenticator.admin_users == {"teacher"}
+    assert config.DockerSpawner.cmd == ["jupyterhub-singleuser"]
+    assert config.DockerSpawner.volumes == {f"{hub.name()}-work-{{username}}": "/work"}
+    assert config.DockerSpawner.name_template == f"{hub.name()}-{{username}}"
+    assert config.DockerSpawner.remove is True
+    assert any(s["name"] == "idle-culler" for s in config.JupyterHub.services)
+
+
+def test_a_learners_container_gets_dllabs_rules_and_a_uid_of_their_own():
+    """Learners' containers take hardening, shared memory and labels from containers.Spec, run
+    as their own UID (no host account has it), and get a GPU through the registry's rule."""
+    spec = containers.Spec(containers.variants.get("cuda"), "101234:101234", hub.labels(), ("1",))
+    host, create = spec.host_config(), spec.create_kwargs()
+    assert host["cap_drop"] == ["ALL"] and host["security_opt"] == ["no-new-privileges"]
+    assert host["shm_size"] == containers.SHM_SIZE and host["pids_limit"] == containers.PIDS_LIMIT
+    assert host["device_requests"] == [{"device_ids": ["1"], "capabilities": [["gpu"]]}]
+    assert create["user"] == "101234:101234" and create["labels"]["dllab.hub"] == hub.name()
+    ids = accounts.hub_ids(hub.name())
+    assert len(ids) == accounts.HUB_BLOCK and ids.start >= accounts.HUB.start

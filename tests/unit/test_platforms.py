@@ -10,6 +10,7 @@ from invoke import Exit, MockContext, Result
 
 import tasks
 from dllab import containers, locks, variants
+from dllab import lab as dllab_lab
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +19,7 @@ def private_state(monkeypatch, tmp_path):
     monkeypatch.setenv("DLLAB_STATE", str(tmp_path / "state"))
     monkeypatch.delenv("DLLAB_BASE", raising=False)
     monkeypatch.delenv("DLLAB_BUILD_CPU_SHARES", raising=False)
-    monkeypatch.setattr(tasks.time, "sleep", lambda s: None)
+    monkeypatch.setattr(dllab_lab.time, "sleep", lambda s: None)
 
 
 def host(monkeypatch, name: str) -> None:

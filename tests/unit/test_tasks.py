@@ -15,14 +15,18 @@ import pytest
 from invoke import Exit, MockContext, Result
 
 import tasks
-from dllab import variants
+from dllab import accounts, containers, environments, native, variants
+from dllab import lab as labs
+from dllab.containers import Owner
 
 
 @pytest.fixture(autouse=True)
 def private_state(monkeypatch, tmp_path):
     """Tasks remember labs and built images in DLLAB_STATE: a temporary one per test."""
     monkeypatch.setenv("DLLAB_STATE", str(tmp_path / "state"))
-    monkeypatch.setattr(tasks.time, "sleep", lambda s: None)
+    monkeypatch.setattr(labs.time, "sleep", lambda s: None)
+    monkeypatch.delenv("DLLAB_TASKS_PROGRAM", raising=False)  # hints read as `invoke ...`
+    monkeypatch.delenv("DLLAB_INSTANCE", raising=False)
     for desktop in ("DISPLAY", "WAYLAND_DISPLAY"):  # no real browser opens during the tests
         monkeypatch.delenv(desktop, raising=False)
     # These tests read as on an x86_64 Linux host, wherever they run (test_platforms.py fakes others).
@@ -143,18 +147,24 @@ def test_cuda_lab_on_an_engine_with_the_nvidia_runtime_gets_the_gpus(tmp_path):
     assert "--gpus all" in run
 
 
-def test_lab_runs_as_you_hardened_on_loopback_with_the_token_out_of_argv(tmp_path):
-    """The lab container: 127.0.0.1 only, your UID:GID, no capabilities, token by name only."""
+def test_lab_runs_as_you_hardened_on_loopback_with_the_token_in_a_private_file(tmp_path):
+    """The lab container: 127.0.0.1 only, your UID:GID, no capabilities; the token is in a 0600
+    file mounted read-only: on no command line and in no environment `docker exec` inherits."""
     c = lab_ctx()
     tasks.lab(c, variant="cpu", port=18888, work=str(tmp_path / "work"))
     [run] = [call for call in c.run.call_args_list if call.args[0].startswith("docker run")]
     cmd = run.args[0]
     assert "--publish 127.0.0.1:18888:8888" in cmd
-    owner = tasks.Owner.current()
+    owner = Owner.current()
     assert f"--user {owner.uid}:{owner.gid}" in cmd and "--group-add 100" in cmd
-    assert "--cap-drop ALL --security-opt no-new-privileges" in cmd
-    token = run.kwargs["env"]["JUPYTER_TOKEN"]
-    assert len(token) >= 32 and token not in cmd and "--env JUPYTER_TOKEN " in cmd
+    assert "--cap-drop ALL --security-opt no-new-privileges --pids-limit" in cmd
+    token_file = (
+        containers.state_dir() / f"{containers.container_name(variants.get('cpu'), owner)}.token"
+    )
+    token = token_file.read_text().strip()
+    assert len(token) >= 32 and token not in cmd and "JUPYTER_TOKEN" not in cmd
+    assert token_file.stat().st_mode & 0o777 == 0o600 and not run.kwargs.get("env")
+    assert f"source={token_file},target=/run/dllab/token,readonly" in cmd
     assert f"source={tmp_path / 'work'},target=/work" in cmd and "--gpus" not in cmd
     assert "--user root" not in cmd and "DLLAB_UID" not in cmd
 
@@ -163,7 +173,7 @@ def test_lab_waits_on_the_images_own_healthcheck(tmp_path):
     """Readiness is the HEALTHCHECK's test run with docker exec, not a loop of its own."""
     c = lab_ctx()
     tasks.lab(c, variant="cpu", port=18888, work=str(tmp_path / "work"))
-    name = tasks.containers.container_name(variants.get("cpu"), tasks.Owner.current())
+    name = containers.container_name(variants.get("cpu"), Owner.current())
     assert f"docker exec {name} /usr/local/bin/dllab-health" in commands(c)
 
 
@@ -177,39 +187,44 @@ def test_work_dirs_with_shell_characters_are_used_literally(tmp_path, work, monk
     c = lab_ctx()
     tasks.lab(c, variant="cpu", port=18888, work=work)
     path = tmp_path / work
-    [mkdir] = [cmd for cmd in commands(c) if cmd.startswith("mkdir")]
-    assert shlex.split(mkdir) == ["mkdir", "-p", "--", str(path)]
-    [run] = [cmd for cmd in commands(c) if cmd.startswith("docker run")]
-    mount = shlex.split(run)[shlex.split(run).index("--mount") + 1]
-    [fields] = csv.reader([mount])
-    assert fields == ["type=bind", f"source={path}", "target=/work"]
+    assert (
+        path.is_dir()
+        and path.stat().st_mode & 0o777 == 0o700
+        and len(list(tmp_path.iterdir())) == 2
+    )
+    [run] = [shlex.split(cmd) for cmd in commands(c) if cmd.startswith("docker run")]
+    mounts = [next(csv.reader([run[i + 1]])) for i, arg in enumerate(run) if arg == "--mount"]
+    assert ["type=bind", f"source={path}", "target=/work"] in mounts
 
 
 def test_an_existing_work_dir_the_lab_user_cannot_write_is_refused(tmp_path, monkeypatch):
     """A work folder owned by someone else: one line, exit 2, and no chown of it."""
     work = tmp_path / "theirs"
     work.mkdir(mode=0o755)
-    monkeypatch.setattr(tasks.Owner, "current", classmethod(lambda cls: cls(4242, 4242)))
+    monkeypatch.setattr(Owner, "current", classmethod(lambda cls: cls(4242, 4242)))
     c = lab_ctx()
     with pytest.raises(Exit, match="cannot write") as info:
         tasks.lab(c, variant="cpu", work=str(work))
     assert info.value.code == 2 and not any("chown" in cmd for cmd in commands(c))
 
 
-def test_under_sudo_the_lab_runs_as_the_user_who_ran_sudo(monkeypatch):
-    """Root with SUDO_UID/SUDO_GID: the lab user is that user, not 1000 and never root."""
-    monkeypatch.setattr(tasks.os, "getuid", lambda: 0)
+def test_under_sudo_the_lab_runs_as_the_user_who_ran_sudo_and_plain_root_as_no_account(monkeypatch):
+    """Root with SUDO_UID/SUDO_GID: the lab user is that user; plain root: an ID no account of
+    this host has (never root, never UID 1000, a real account here)."""
+    monkeypatch.setattr(containers.os, "getuid", lambda: 0)
     monkeypatch.setenv("SUDO_UID", "1234")
     monkeypatch.setenv("SUDO_GID", "2345")
-    assert tasks.Owner.current() == tasks.Owner(1234, 2345)
+    assert Owner.current() == Owner(1234, 2345)
     monkeypatch.setenv("SUDO_UID", "0")
-    assert tasks.Owner.current() == tasks.Owner(1000, 1000)
+    plain = Owner.current()
+    assert plain.uid == plain.gid and plain.uid in accounts.ROOT_LAB and plain.borrowed
+    assert not accounts.is_account(plain.uid)
 
 
 @pytest.mark.parametrize("port", ["abc", "-1", "70000", "0", "80", "1.5"])
 def test_bad_ports_are_one_line_and_exit_2(port, monkeypatch):
     """--port abc|-1|70000|0 is not a port; 80 is privileged for a non-root user."""
-    monkeypatch.setattr(tasks.os, "getuid", lambda: 1000)
+    monkeypatch.setattr(containers.os, "getuid", lambda: 1000)
     c = lab_ctx()
     with pytest.raises(
         Exit, match="privileged" if port == "80" else "must be a port number"
@@ -227,21 +242,38 @@ def test_a_second_lab_of_yours_reprints_its_url_and_stop_is_graceful(tmp_path):
              re.compile(".*"): Result(stdout="ok")},
         repeat=True,
     )  # fmt: skip
-    tasks.lab(running, variant="cpu")
+    tasks.lab(running, variant="cpu", work=str(tmp_path / "work"))
     assert not any(cmd.startswith("docker run") for cmd in commands(running))
     tasks.lab(running, variant="cpu", stop=True)
-    assert any(cmd.startswith("docker stop --time") for cmd in commands(running))
+    assert any(cmd.startswith("docker stop -t 20") for cmd in commands(running))
     assert not any("rm --force" in cmd for cmd in commands(running))
+
+
+def test_a_running_lab_asked_for_another_work_folder_says_stop_it_first(tmp_path):
+    """`invoke lab --work OTHER` while a lab runs: the lab's folder, and the exact stop command."""
+    tasks.lab(lab_ctx(), variant="cpu", port=18888, work=str(tmp_path / "work"))
+    running = MockContext(
+        run={**ENGINE, re.compile("docker container inspect.*"): Result(stdout="true"),
+             re.compile(".*"): Result(stdout="ok")},
+        repeat=True,
+    )  # fmt: skip
+    with pytest.raises(Exit) as info:
+        tasks.lab(running, variant="cpu", work=str(tmp_path / "other"))
+    assert info.value.code == 2 and str(info.value.message) == (
+        f"dllab: your cpu lab runs with --work {tmp_path / 'work'}, not {tmp_path / 'other'}: "
+        "stop it first: invoke lab --stop --variant cpu"
+    )
+    assert not (tmp_path / "other").exists()
 
 
 def test_container_names_are_per_user_checkout_and_instance(monkeypatch):
     """Two users, or a test beside your lab (DLLAB_INSTANCE), never share a container name."""
     cpu = variants.get("cpu")
-    mine = tasks.containers.container_name(cpu, tasks.Owner(1000, 1000))
-    theirs = tasks.containers.container_name(cpu, tasks.Owner(1001, 1001))
+    mine = containers.container_name(cpu, Owner(1000, 1000))
+    theirs = containers.container_name(cpu, Owner(1001, 1001))
     monkeypatch.setenv("DLLAB_INSTANCE", "test123")
-    test = tasks.containers.container_name(cpu, tasks.Owner(1000, 1000))
-    assert len({mine, theirs, test}) == 3 and tasks.containers.checkout_id() in mine
+    test = containers.container_name(cpu, Owner(1000, 1000))
+    assert len({mine, theirs, test}) == 3 and containers.checkout_id() in mine
 
 
 def test_clean_removes_only_tags_of_images_this_checkout_built(tmp_path):
@@ -261,8 +293,13 @@ def test_clean_removes_only_tags_of_images_this_checkout_built(tmp_path):
     removed = [cmd for cmd in commands(c) if cmd.startswith("docker rmi")]
     assert removed == ["docker rmi dllab:cpu", "docker rmi dllab:cpu-abc1234"]
     assert not any("--force" in cmd for cmd in commands(c))
-    [listed] = [cmd for cmd in commands(c) if cmd.startswith("docker ps")]
-    assert "label=dllab.owner=" in listed and "label=dllab.checkout=" in listed
+    listed = [cmd for cmd in commands(c) if cmd.startswith(("docker ps", "docker network ls"))]
+    assert listed and all(
+        "label=dllab.owner=" in cmd
+        and "label=dllab.checkout=" in cmd
+        and "label=dllab.instance=" in cmd
+        for cmd in listed
+    )
 
 
 def test_clean_never_touches_the_work_directory():
@@ -288,7 +325,7 @@ def test_build_refuses_a_corrupt_lock_before_building(monkeypatch, tmp_path):
 
 def test_doctor_without_frameworks_here_points_at_the_image(monkeypatch):
     """`invoke doctor` where no framework is installed: one line saying to ask the image."""
-    monkeypatch.setattr(tasks, "_importable", lambda module: False)
+    monkeypatch.setattr(environments, "frameworks_here", lambda: False)
     c = ctx()
     with pytest.raises(Exit, match="they live in the image.*invoke doctor --variant cpu"):
         tasks.doctor(c)
@@ -301,7 +338,7 @@ def test_dry_run_of_build_cuda_shows_the_exact_command(tmp_path):
         [sys.executable, "-m", "invoke", "--dry", "build", "--variant", "cuda"],
         capture_output=True,
         text=True,
-        cwd=tasks.ROOT,
+        cwd=variants.ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     assert "docker build --file" in proc.stdout and "--target cuda" in proc.stdout
@@ -313,7 +350,7 @@ def test_cli_unknown_variant_is_one_line_without_traceback():
         [sys.executable, "-m", "invoke", "build", "--variant", "gpu"],
         capture_output=True,
         text=True,
-        cwd=tasks.ROOT,
+        cwd=variants.ROOT,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "dllab: unknown variant 'gpu': choose one of cpu, cuda, metal"
@@ -322,7 +359,7 @@ def test_cli_unknown_variant_is_one_line_without_traceback():
 def test_metal_on_a_mac_without_conda_builds_a_venv_from_the_metal_lock(monkeypatch):
     """On macOS arm64 with no conda, build makes .venv-metal from the hashed metal lock."""
     monkeypatch.setattr(variants, "host_platform", lambda: "macos-arm64")
-    monkeypatch.setattr(tasks.shutil, "which", lambda tool: None)
+    monkeypatch.setattr(native.shutil, "which", lambda tool: None)
     c = ctx()
     tasks.build(c, variant="metal")
     assert commands(c)[1].endswith(
@@ -335,7 +372,7 @@ def test_metal_on_a_mac_with_mamba_uses_environment_yml_and_tests_expect_mps(mon
     """With mamba, build updates the dllab-metal env from environment.yml; test runs inside it."""
     monkeypatch.setattr(variants, "host_platform", lambda: "macos-arm64")
     monkeypatch.setattr(
-        tasks.shutil, "which", lambda tool: "/opt/bin/mamba" if tool == "mamba" else None
+        native.shutil, "which", lambda tool: "/opt/bin/mamba" if tool == "mamba" else None
     )
     c = ctx()
     tasks.build(c, variant="metal")
@@ -349,7 +386,7 @@ def test_metal_on_a_mac_with_mamba_uses_environment_yml_and_tests_expect_mps(mon
 def test_wheelhouse_keeps_an_image_that_already_holds_the_locks_wheels():
     """The wheels image labelled with the lock's digest is kept: no download, no rebuild (so the
     frameworks' layer of the next build stays cached)."""
-    digest = tasks.containers.wheels_lock_digest(variants.get("cpu"), "linux-x86_64")
+    digest = containers.wheels_lock_digest(variants.get("cpu"), "linux-x86_64")
     c = MockContext(
         run={**ENGINE, re.compile("docker image inspect --format.*dllab-wheels.*"): Result(stdout=digest),
              re.compile(".*"): Result(stdout="ok")},
@@ -383,9 +420,9 @@ def test_lab_opens_the_labs_in_a_browser_through_a_private_page(tmp_path, monkey
 
 def test_native_commands_are_argument_lists(monkeypatch):
     """A value with spaces or shell characters reaches the native environment as one argument."""
-    monkeypatch.setattr(tasks.shutil, "which", lambda tool: None)
-    command = tasks._native(variants.get("metal"), ["python", "-c", "print('a b; $(x)')"])
-    assert shlex.split(command)[-3:] == [".venv-metal/bin/python", "-c", "print('a b; $(x)')"]
+    monkeypatch.setattr(native.shutil, "which", lambda tool: None)
+    command = native.command(variants.get("metal"), ["python", "-c", "print('a b; $(x)')"])
+    assert command[-3:] == [".venv-metal/bin/python", "-c", "print('a b; $(x)')"]
 
 
 def test_every_command_a_task_runs_is_an_argument_list():

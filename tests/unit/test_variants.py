@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dllab import variants
+from dllab import lab as dllab_lab
+from dllab import locks, variants
 from dllab.errors import UserError
 
 
@@ -94,10 +95,10 @@ def test_a_fourth_variant_is_one_row_tasks_build_its_commands_from(monkeypatch, 
     )  # fmt: skip
     monkeypatch.setitem(variants.VARIANTS, "rocm", rocm)
     monkeypatch.setattr(variants, "LOCKS", tmp_path)
-    monkeypatch.setattr(tasks.locks, "stale", lambda variant, platform: None)
-    monkeypatch.setattr(tasks.locks, "digest", lambda variant, platform: "sha256:rocm")
+    monkeypatch.setattr(locks, "stale", lambda variant, platform: None)
+    monkeypatch.setattr(locks, "digest", lambda variant, platform: "sha256:rocm")
     monkeypatch.setenv("DLLAB_STATE", str(tmp_path / "state"))
-    monkeypatch.setattr(tasks.time, "sleep", lambda s: None)
+    monkeypatch.setattr(dllab_lab.time, "sleep", lambda s: None)
     c = MockContext(
         run={re.compile("docker info .*"): Result(stdout='{"ServerVersion": "24.0.0"}'),
              re.compile("docker container inspect.*"): Result(exited=1),

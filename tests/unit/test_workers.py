@@ -12,15 +12,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dllab import containers, train_worker, workers
+from dllab import accounts, containers, train_worker, workers
 from dllab.errors import UserError
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
+OWNER = containers.Owner(1234, 1235)
+NETWORK = f"dllab-train-abc123-1234-{containers.checkout_id()}"
+
+
+@pytest.fixture(autouse=True)
+def no_instance(monkeypatch):
+    monkeypatch.delenv("DLLAB_INSTANCE", raising=False)
+
+
 def plan(framework="torch", n=2, **kw):
-    kw.setdefault("uid", 1234)
-    kw.setdefault("gid", 1235)
+    kw.setdefault("owner", OWNER)
     kw.setdefault("token", "abc123")
     kw.setdefault("cores", 2)
     return workers.make_plan(kw.pop("variant", "cpu"), framework, n, 3, **kw)
@@ -38,16 +46,18 @@ def after_image(cmd: list[str], image="dllab:cpu") -> list[str]:
 
 
 def test_network_is_private_named_and_labelled_per_run():
+    """The run's network: named and labelled by owner, checkout and instance, internal."""
     p = plan()
-    assert p.network == "dllab-train-1234-abc123"
+    assert p.network == NETWORK
     cmd = workers.network_command(p)
     assert cmd[:3] == ["docker", "network", "create"] and cmd[-1] == p.network
-    assert "--internal" in cmd
+    assert "--internal" in cmd and "dllab.role=worker" in cmd
     assert "dllab.owner=1234" in cmd and f"dllab.run={p.network}" in cmd
+    assert f"dllab.checkout={containers.checkout_id()}" in cmd and "dllab.instance=" in cmd
 
 
 def test_run_ids_differ_between_runs():
-    assert workers.run_id(5) != workers.run_id(5)
+    assert workers.run_id(OWNER) != workers.run_id(OWNER)
 
 
 @pytest.mark.parametrize("framework", workers.FRAMEWORKS)
@@ -60,6 +70,7 @@ def test_every_worker_runs_non_root_without_capabilities_on_the_run_network(fram
         assert cmd[cmd.index("--user") + 1] == "1234:1235"
         assert cmd[cmd.index("--cap-drop") + 1] == "ALL"
         assert cmd[cmd.index("--security-opt") + 1] == "no-new-privileges"
+        assert cmd[cmd.index("--shm-size") + 1] == containers.SHM_SIZE
         assert cmd[cmd.index("--network") + 1] == p.network
         assert cmd[cmd.index("--name") + 1] == f"{p.network}-w{rank}"
         assert "dllab.owner=1234" in cmd and f"dllab.run={p.network}" in cmd
@@ -68,9 +79,13 @@ def test_every_worker_runs_non_root_without_capabilities_on_the_run_network(fram
         assert env_of(cmd)["OMP_NUM_THREADS"] == "1"  # 2 cores shared by 2 workers
 
 
-def test_root_caller_runs_the_workers_as_the_image_user():
-    cmd = workers.worker_command(plan(uid=0, gid=0), 0)
-    assert cmd[cmd.index("--user") + 1] == "1000:1000"
+def test_plain_root_runs_the_workers_as_an_id_no_account_has(monkeypatch):
+    """Root without sudo: the workers run as a UID of dllab's own, never root, never UID 1000."""
+    monkeypatch.setattr(containers.os, "getuid", lambda: 0)
+    monkeypatch.delenv("SUDO_UID", raising=False)
+    cmd = workers.worker_command(workers.make_plan("cpu", "torch", 2, 1), 0)
+    uid, gid = cmd[cmd.index("--user") + 1].split(":")
+    assert uid == gid and int(uid) in accounts.ROOT_LAB and not accounts.is_account(int(uid))
 
 
 def test_torch_workers_use_torchrun_with_an_explicit_master_address():
@@ -118,7 +133,6 @@ def test_cleanup_removes_exactly_the_run_containers_then_its_network():
     rm, net = workers.remove_commands(p)
     assert rm == ["docker", "rm", "--force"] + [f"{p.network}-w{r}" for r in range(3)]
     assert net == ["docker", "network", "rm", p.network]
-    assert workers.leftovers_command("1234")[-1] == "label=dllab.owner=1234"
 
 
 def test_cpu_workers_hide_gpus_and_say_so():
@@ -134,7 +148,7 @@ def test_cuda_with_enough_gpus_gives_each_worker_its_own_gpu():
     assert p.image == "dllab:cuda" and p.gpus == 2
     for rank in range(2):
         cmd = workers.worker_command(p, rank)
-        assert cmd[cmd.index("--gpus") + 1] == f"device={rank}"
+        assert cmd[cmd.index("--gpus") + 1] == f'"device={rank}"'  # one CSV field for docker
         assert "DLLAB_DEVICE" not in env_of(cmd)
 
 
@@ -257,12 +271,12 @@ def fake_bin(tmp_path: Path, **scripts: str) -> str:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--workers", "0"], "dllab: argument --workers: expected a whole number from 1 to 64, got '0'"),
-        (["--workers", "abc"], "dllab: argument --workers: expected a whole number from 1 to 64, got 'abc'"),
+        (["--workers", "0"], "dllab: --workers must be a whole number from 1 to 64, not '0'"),
+        (["--workers", "abc"], "dllab: --workers must be a whole number from 1 to 64, not 'abc'"),
         (["--framework", "mxnet"], "dllab: unknown framework 'mxnet': choose one of torch, tensorflow, keras-jax"),
         (["--variant", "cuda", "--framework", "keras-jax"], "dllab: keras-jax needs jax, which the cuda variant does not ship: use --variant cpu, or --framework torch|tensorflow"),
         (["--variant", "gpu"], "dllab: unknown variant 'gpu': choose one of cpu, cuda, metal"),
-        (["--epochs", "0"], "dllab: --epochs must be at least 1, got 0"),
+        (["--epochs", "0"], "dllab: --epochs must be a whole number from 1 up, not '0'"),
         (["--variant", "metal"], "dllab: variant metal does not run in Docker: use --variant cpu (or cuda on an NVIDIA machine)"),
     ],
 )  # fmt: skip
@@ -328,7 +342,11 @@ with open(pids, "a") as f:
     f.write(f"{{name}}={{os.getpid()}}\n")
 rank = int(name.rsplit("-w", 1)[1])
 mode = os.environ.get("FAKE_MODE", "agree")
+if mode == "hang":  # never joins its peers
+    time.sleep(30)
 print(f"rank {{rank}} of 2: fake engine, first step after 0.1 s", flush=True)
+if mode == "long":  # trains for longer than the start-up deadline
+    time.sleep(2)
 if mode == "fail" and rank == 1:
     print("Traceback: the fake worker broke", flush=True)
     sys.exit(3)
@@ -366,7 +384,7 @@ def run_fake(monkeypatch, mode: str) -> tuple[int, str, str, workers.Plan]:
     monkeypatch.setenv("FAKE_MODE", mode)
     p = plan("torch", 2)
     out, err = io.StringIO(), io.StringIO()
-    code = workers.execute(p, out, err)
+    code = workers.execute(p, containers.Runner(), out, err)
     return code, out.getvalue(), err.getvalue(), p
 
 
@@ -406,6 +424,22 @@ def test_a_failing_worker_stops_the_run_names_itself_and_shows_its_last_lines(
     assert ["rm", "--force", f"{p.network}-w0", f"{p.network}-w1"] in fake_docker()
 
 
+def test_the_startup_deadline_covers_startup_only(fake_docker, monkeypatch):
+    """Workers that took their first step train on past DLLAB_TRAIN_STARTUP_TIMEOUT; workers
+    that never do fail once it passes, named, and are removed."""
+    import time
+
+    monkeypatch.setenv("DLLAB_TRAIN_STARTUP_TIMEOUT", "1")
+    code, out, err, _ = run_fake(monkeypatch, "long")
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == "workers agree: 2 workers, weights d0"
+    began = time.monotonic()
+    code, out, err, p = run_fake(monkeypatch, "hang")
+    assert code == 1 and time.monotonic() - began < 10
+    assert "did not take its first step within 1 s (DLLAB_TRAIN_STARTUP_TIMEOUT)" in err
+    assert ["rm", "--force", f"{p.network}-w0", f"{p.network}-w1"] in fake_docker()
+
+
 def test_extra_train_flags_reach_every_worker():
     import dataclasses
 
@@ -419,4 +453,4 @@ def test_under_sudo_the_workers_run_as_the_user_who_ran_sudo(monkeypatch):
     monkeypatch.setenv("SUDO_UID", "4321")
     monkeypatch.setenv("SUDO_GID", "4322")
     plan = workers.make_plan("cpu", "torch", 2, 1)
-    assert (plan.uid, plan.gid) == (4321, 4322)
+    assert plan.owner == containers.Owner(4321, 4322)
