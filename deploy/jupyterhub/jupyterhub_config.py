@@ -146,7 +146,9 @@ c.DockerSpawner.use_internal_ip = True  # the proxy (on the host) reaches contai
 c.DockerSpawner.remove = True
 c.DockerSpawner.pull_policy = "never"  # images are built here (`invoke build`), never pulled
 # The learner's work: a named volume each, kept across server restarts, hub restarts and rebuilds.
-c.DockerSpawner.volumes = {f"{NAME}-work-{{username}}": "/work"}
+# nocopy: Docker would otherwise copy the image's /work (UID 1000's, 0755) over the owner and mode
+# of a volume with no files yet, undoing what the pre-spawn hook gave the learner.
+c.DockerSpawner.volumes = {f"{NAME}-work-{{username}}": {"bind": "/work", "mode": "rw,nocopy"}}
 c.DockerSpawner.mem_limit = MEM_LIMIT
 c.DockerSpawner.cpu_limit = CPU_LIMIT
 # A 10 GB cuda image on a cold disk: give the first start time.

@@ -514,7 +514,8 @@ def volume_owner_run(image: str, volume: str, uid: int) -> dict:
         "command": ["-d", "-o", str(uid), "-g", str(uid), "-m", "700", "/work"],
         "user": "0:0", "cap_drop": [CAP_DROP], "cap_add": ["CHOWN", "FOWNER"],
         "security_opt": [SECURITY_OPT], "network_mode": "none", "remove": True,
-        "volumes": {volume: {"bind": "/work", "mode": "rw"}},
+        # nocopy: not the image's /work (UID 1000's) copied over the new volume's owner and mode.
+        "volumes": {volume: {"bind": "/work", "mode": "rw,nocopy"}},
     }  # fmt: skip
 
 

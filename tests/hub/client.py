@@ -3,6 +3,7 @@ their websocket (websocket-client, which jupyter_server already brings)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -14,21 +15,55 @@ from pathlib import Path
 
 import requests
 
+from dllab import containers, hub
 from dllab.variants import ROOT
 
-# Another tree testing hubs on the same engine sets its own (until hubs are scoped by checkout).
-PREFIX = os.environ.get("DLLAB_HUBTEST_PREFIX", "dllab-hubtest")
+# The tests' hubs are an instance of their own: never the hub you run from this checkout.
+INSTANCE = "hubtest"
 
 
-def hub_env(state) -> dict[str, str]:
+@contextlib.contextmanager
+def as_instance(instance: str = INSTANCE):
+    """DLLAB_INSTANCE set to `instance` for what runs inside."""
+    previous = os.environ.get("DLLAB_INSTANCE")
+    os.environ["DLLAB_INSTANCE"] = instance
+    try:
+        yield
+    finally:
+        os.environ.pop("DLLAB_INSTANCE")
+        if previous is not None:
+            os.environ["DLLAB_INSTANCE"] = previous
+
+
+def hub_name(instance: str = INSTANCE) -> str:
+    """The name of the tests' hub: the prefix of its containers, volumes and network."""
+    with as_instance(instance):
+        return hub.name()
+
+
+def hub_env(state, instance: str = INSTANCE) -> dict[str, str]:
     return {
         "DLLAB_HUB_STATE": str(state),
         # The hub's software is the same for every hub here: install it once, where `start` does.
         "DLLAB_HUB_VENV": os.environ.get("DLLAB_HUB_VENV", str(ROOT / ".hub" / "venv")),
-        "DLLAB_HUB_PREFIX": PREFIX,
+        "DLLAB_INSTANCE": instance,
         "DLLAB_HUB_MEM_LIMIT": "2G",
         "DLLAB_HUB_CPU_LIMIT": "1",
     }
+
+
+def remove_everything(instance: str = INSTANCE) -> None:
+    """Every container, network and volume of the tests' hub (this checkout's, that instance's)."""
+    run = containers.Runner()
+    with as_instance(instance):
+        filters = hub.filters()
+    if ids := run(containers.list_command(filters)).out.split():
+        run(containers.remove_command(*ids))
+    if ids := run(containers.networks_command(filters)).out.split():
+        run(containers.remove_networks_command(*ids))
+    listing = run(containers.volumes_command(filters)).out.splitlines()
+    if names := [line.split("\t")[0] for line in listing]:
+        run(containers.remove_volumes_command(*names))
 
 
 # Two small training steps, written here rather than imported from dllab, so that they test the
@@ -75,6 +110,10 @@ class Hub:
     @property
     def token(self) -> str:
         return (self.state / "api_token").read_text().strip()
+
+    @property
+    def admin_password(self) -> str:
+        return (self.state / "admin-password").read_text().strip()
 
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """`python -m dllab.hub ARGS` with this hub's state directory and names."""

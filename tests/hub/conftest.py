@@ -1,30 +1,15 @@
-"""A hub of its own for the tests: own state directory, own names (dllab-hubtest-*), all removed."""
+"""A hub of its own for the tests: own state folder, own instance (`hubtest`), all removed."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import pytest
 
 from dllab import variants
-from dllab.containers import any_free_port, engine_answers
-from tests.hub.client import PREFIX, Hub, hub_env
+from dllab.containers import any_free_port, engine_answers, image_exists
+from tests.hub.client import Hub, hub_env, remove_everything
 from tests.support import missing
-
-
-def remove_everything() -> None:
-    """Every container, volume and network labelled with the tests' prefix: nothing else."""
-    label = f"label=dllab.hub={PREFIX}"
-    for kind in ("container", "volume", "network"):
-        flag = ["--all"] if kind == "container" else []
-        found = subprocess.run(
-            ["docker", kind, "ls", *flag, "--quiet", "--filter", label],
-            capture_output=True, text=True,
-        ).stdout.split()  # fmt: skip
-        if found:
-            extra = ["--force"] if kind == "container" else []
-            subprocess.run(["docker", kind, "rm", *extra, *found], capture_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +17,7 @@ def engine_and_image():
     if not engine_answers():
         missing("docker", "no Docker engine answers (start one: .ci/engine)")
     image = variants.get("cpu").image
-    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode:
+    if not image_exists(image):
         missing("image-cpu", f"no {image} image: run `invoke build --variant cpu`")
     if not shutil.which("npm"):
         missing("docker", "no npm: configurable-http-proxy installs from npm (Node.js >= 20)")

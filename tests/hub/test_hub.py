@@ -10,11 +10,13 @@ import time
 import pytest
 import requests
 
-from tests.hub.client import PREFIX, TENSORFLOW_STEP, TORCH_STEP, KernelDied, train
+from dllab import accounts
+from tests.hub.client import TENSORFLOW_STEP, TORCH_STEP, KernelDied, hub_name, train
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 USERS = ("alice", "bob")
+HUB = hub_name()
 
 
 def inspect(name: str) -> dict:
@@ -51,7 +53,7 @@ def test_a_learners_token_is_refused_on_another_learners_server(hub, learners):
 
 def test_the_container_is_healthy_behind_its_prefix_and_nothing_in_it_is_root(hub, learners):
     """The HEALTHCHECK passes under /user/<name>/; no process is root; caps dropped; limits set."""
-    name = f"{PREFIX}-alice"
+    name = f"{HUB}-alice"
     deadline = time.monotonic() + 90
     while (health := inspect(name)["State"].get("Health", {}).get("Status")) != "healthy":
         assert time.monotonic() < deadline, f"{name} is {health}: {inspect(name)['State']}"
@@ -64,10 +66,11 @@ def test_the_container_is_healthy_behind_its_prefix_and_nothing_in_it_is_root(hu
     host = attrs["HostConfig"]
     assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
     assert host["Memory"] == 2 * 1024**3 and host["CpuQuota"] == host["CpuPeriod"]
-    assert attrs["Config"]["User"] == "1000:100"
-    assert attrs["Config"]["Labels"]["dllab.owner"] == "alice"
+    uid = attrs["Config"]["User"].split(":")[0]
+    assert attrs["Config"]["User"] == f"{uid}:{uid}" and not accounts.is_account(int(uid))
+    assert attrs["Config"]["Labels"]["dllab.learner"] == "alice"
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
-    assert mounts["/work"]["Type"] == "volume" and mounts["/work"]["Name"] == f"{PREFIX}-work-alice"
+    assert mounts["/work"]["Type"] == "volume" and mounts["/work"]["Name"] == f"{HUB}-work-alice"
 
 
 def test_a_kernel_past_the_memory_limit_dies_while_server_and_hub_answer(hub, learners):
@@ -78,7 +81,7 @@ def test_a_kernel_past_the_memory_limit_dies_while_server_and_hub_answer(hub, le
         server.execute(kernel, "x = b'x' * (3 * 2**30)", timeout=120)
     assert server.get("/api/status").status_code == 200
     assert hub.api("GET", "/").status_code == 200
-    assert inspect(f"{PREFIX}-bob")["State"]["Running"]
+    assert inspect(f"{HUB}-bob")["State"]["Running"]
 
 
 def form(session: requests.Session, url: str, **fields: str) -> requests.Response:
@@ -89,19 +92,21 @@ def form(session: requests.Session, url: str, **fields: str) -> requests.Respons
 
 
 def test_learners_sign_up_and_log_in_once_the_teacher_approves(hub):
-    """NativeAuthenticator: the admin named by --admin is approved on sign-up; a learner only
-    after the admin approves them at /hub/authorize."""
+    """The admin exists before anyone signs up (its password in a 0600 file); a learner signs up
+    and logs in only once the admin approves them at /hub/authorize; approved, they are on the
+    admin's list of users before their first login."""
     password = "dllab-course-2026!"
     teacher, carol = requests.Session(), requests.Session()
-    for session, name in ((teacher, "teacher"), (carol, "carol")):
-        signed = form(session, f"{hub.url}/hub/signup", username=name, signup_password=password,
-                      signup_password_confirmation=password)  # fmt: skip
-        assert signed.status_code == 200, signed.text[-500:]
-    assert form(teacher, f"{hub.url}/hub/login", username="teacher", password=password).status_code == 302  # fmt: skip
+    signed = form(carol, f"{hub.url}/hub/signup", username="carol", signup_password=password,
+                  signup_password_confirmation=password)  # fmt: skip
+    assert signed.status_code == 200, signed.text[-500:]
+    assert form(teacher, f"{hub.url}/hub/login", username="teacher", password=hub.admin_password).status_code == 302  # fmt: skip
     refused = form(carol, f"{hub.url}/hub/login", username="carol", password=password)
     assert refused.status_code == 200 and "has not been authorized" in refused.text
+    assert hub.api("GET", "/users/carol").status_code == 404
     approved = teacher.get(f"{hub.url}/hub/authorize/carol", timeout=30, allow_redirects=False)
     assert approved.status_code == 302
+    assert hub.api("GET", "/users/carol").status_code == 200  # listed before her first login
     assert form(carol, f"{hub.url}/hub/login", username="carol", password=password).status_code == 302  # fmt: skip
     assert carol.get(f"{hub.url}/hub/authorize/carol", timeout=30, allow_redirects=False).status_code == 403  # fmt: skip
 
@@ -118,9 +123,9 @@ def test_work_stays_in_each_learners_volume_across_server_and_hub_restarts(hub, 
     assert stopped.returncode == 0, stopped.stderr
     for name in USERS:  # the containers are gone, the volumes stay
         assert subprocess.run(
-            ["docker", "inspect", f"{PREFIX}-{name}"], capture_output=True
+            ["docker", "inspect", f"{HUB}-{name}"], capture_output=True
         ).returncode
-        assert inspect(f"{PREFIX}-work-{name}")["Labels"]["dllab.owner"] == name
+        assert inspect(f"{HUB}-work-{name}")["Labels"]["dllab.learner"] == name
     started = hub.start("--admin", "teacher")
     assert started.returncode == 0, started.stderr
     for name, token in learners.items():  # tokens live in the hub's database: still valid
@@ -138,8 +143,8 @@ def test_stop_keeps_volumes_and_remove_volumes_wants_yes(hub, learners):
     listed = hub.cli("remove-volumes")
     assert listed.returncode == 2 and "pass --yes" in listed.stderr
     for name in USERS:
-        assert f"would delete volume {PREFIX}-work-{name} (user {name}'s /work)" in listed.stdout
+        assert f"would delete volume {HUB}-work-{name} ({name}'s /work)" in listed.stdout
     removed = hub.cli("remove-volumes", "--yes")
     assert removed.returncode == 0, removed.stderr
-    assert f"deleting volume {PREFIX}-work-alice" in removed.stdout
-    assert subprocess.run(["docker", "volume", "inspect", f"{PREFIX}-work-alice"], capture_output=True).returncode  # fmt: skip
+    assert f"deleting volume {HUB}-work-alice" in removed.stdout
+    assert subprocess.run(["docker", "volume", "inspect", f"{HUB}-work-alice"], capture_output=True).returncode  # fmt: skip

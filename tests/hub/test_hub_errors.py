@@ -65,4 +65,4 @@ def test_a_stale_pid_file_is_said(hub):
 
 
 def test_stop_without_a_hub_is_said(hub):
-    one_line(hub.cli("stop"), "no hub is running")
+    one_line(hub.cli("stop"), "no hub of yours is running here")

@@ -222,7 +222,8 @@ def test_the_config_keeps_learners_non_root_apart_and_the_admin_the_operators(
     assert set(auth.host_addresses) == {"127.0.0.1", "::1", "172.30.0.1"}
     assert "127.0.0.1:8123" in auth.host_names and config.Authenticator.admin_users == {"teacher"}
     assert config.DockerSpawner.cmd == ["jupyterhub-singleuser"]
-    assert config.DockerSpawner.volumes == {f"{hub.name()}-work-{{username}}": "/work"}
+    volume = {"bind": "/work", "mode": "rw,nocopy"}  # never the image's /work copied over it
+    assert config.DockerSpawner.volumes == {f"{hub.name()}-work-{{username}}": volume}
     assert config.DockerSpawner.name_template == f"{hub.name()}-{{username}}"
     assert config.DockerSpawner.remove is True
     assert any(s["name"] == "idle-culler" for s in config.JupyterHub.services)
