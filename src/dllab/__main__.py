@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from typing import NoReturn
 
 from dllab import errors, variants
-from dllab.errors import UserError
+from dllab.errors import Parser, UserError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line and exit 2, as for every other user error
-        raise UserError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="dllab", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def build_parser() -> Parser:
+    parser = Parser(prog="dllab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
     doctor = sub.add_parser("doctor", help="what each framework sees, and how to fix it")
     doctor.add_argument(
         "--expect",

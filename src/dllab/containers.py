@@ -66,20 +66,26 @@ class Done:
 
 
 class Runner:
-    """Runs argument lists (never a shell line): output captured (`quiet`) or shown; echoed first
-    when `echo`; under `dry`, echoed and not run (a dry command answers exit 0, no output)."""
+    """Runs argument lists (never a shell line): output captured (`quiet`) or shown. With `echo`,
+    a command that changes something (`echo=True`, or shown output) is printed first, as invoke
+    prints them; under `dry`, every command is printed and none runs (each answers exit 0)."""
 
     def __init__(self, echo: bool = False, dry: bool = False):
         self.echo, self.dry = echo, dry
 
-    def show(self, cmd: Sequence[str]) -> None:
-        if self.echo or self.dry:
-            print(quote(cmd), file=sys.stderr if self.echo and not self.dry else sys.stdout)
+    def show(self, cmd: Sequence[str], wanted: bool = True) -> None:
+        if self.dry or (self.echo and wanted):
+            print(quote(cmd), file=sys.stdout if self.dry else sys.stderr, flush=True)
 
     def __call__(
-        self, cmd: Sequence[str], *, quiet: bool = True, env: Mapping[str, str] | None = None
+        self,
+        cmd: Sequence[str],
+        *,
+        quiet: bool = True,
+        echo: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> Done:
-        self.show(cmd)
+        self.show(cmd, echo or not quiet)
         if self.dry:
             return Done(0)
         try:
@@ -90,14 +96,15 @@ class Runner:
             return Done(127, err=f"{cmd[0]}: command not found")
         return Done(result.returncode, result.stdout or "", result.stderr or "")
 
-    def start(self, cmd: Sequence[str], **popen) -> subprocess.Popen | None:
+    def start(self, cmd: Sequence[str], echo: bool = False, **popen) -> subprocess.Popen | None:
         """A long-running command (a worker, the hub); None under a dry run."""
-        self.show(cmd)
+        self.show(cmd, echo)
         return None if self.dry else subprocess.Popen(list(cmd), **popen)
 
-    def checked(self, cmd: Sequence[str], **kwargs) -> str:
-        """The command's output, or a UserError with its last line."""
-        done = self(cmd, **kwargs)
+    def checked(self, cmd: Sequence[str], *, quiet: bool = True, echo: bool = True) -> str:
+        """The output of a command that changes something (echoed), or a UserError with its
+        last line."""
+        done = self(cmd, quiet=quiet, echo=echo)
         if not done.ok:
             raise UserError(f"`{quote(cmd[:3])} ...` failed: {done.last_line()}")
         return done.out
@@ -111,15 +118,17 @@ class InvokeRunner(Runner):
         super().__init__(echo=bool(c.config.run.echo), dry=bool(c.config.run.dry))
         self.c = c
 
-    def __call__(self, cmd, *, quiet=True, env=None) -> Done:
-        result = self.c.run(quote(cmd), hide=quiet, warn=True, pty=False, env=dict(env or {}))
+    def __call__(self, cmd, *, quiet=True, echo=False, env=None) -> Done:
+        # hide=True also silences invoke's echo; "both" hides the output alone.
+        hide = ("both" if echo else True) if quiet else None
+        result = self.c.run(quote(cmd), hide=hide, warn=True, pty=False, env=dict(env or {}))
         return Done(result.exited, result.stdout or "", result.stderr or "")
 
-    def start(self, cmd, **popen):
+    def start(self, cmd, echo=False, **popen):
         if self.dry:
             self.c.run(quote(cmd))  # printed, not run
             return None
-        return super().start(cmd, **popen)
+        return super().start(cmd, echo, **popen)
 
 
 # --- who owns what: names and labels ---------------------------------------------------------
@@ -465,6 +474,11 @@ def remove_command(*names: str, force: bool = True) -> list[str]:
 def list_command(filters: Sequence[str]) -> list[str]:
     """IDs of every container, running or not, matching `filters` (`--filter` pairs)."""
     return [DOCKER, "ps", "--all", "--quiet", *filters]
+
+
+def stats_command(ids: Sequence[str]) -> list[str]:
+    """Each container's name and memory use, once (`docker stats` with no ids lists them all)."""
+    return [DOCKER, "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *ids]
 
 
 def finished_command(names: Sequence[str]) -> list[str]:

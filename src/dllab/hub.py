@@ -324,7 +324,7 @@ def start(run: Runner, variant_name: str, port: int, admin: str, paths: Paths) -
     with os.fdopen(fd, "ab") as log:
         # umask 077: the database, cookie secret and proxy pid JupyterHub writes are 0600 too.
         process = run.start(
-            hub_command(paths), cwd=paths.state, env=env, stdin=subprocess.DEVNULL,
+            hub_command(paths), echo=True, cwd=paths.state, env=env, stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=0o077,
         )  # fmt: skip
     assert process is not None

@@ -177,8 +177,10 @@ def start(
         return
     platform = variants.docker_platform(variant, platform)
     path = work_path(work)
-    info = containers.check_engine(run)
     lab = Lab(variant, Owner.current())
+    containers.instance()  # DLLAB_INSTANCE names the lab: checked before anything is made
+    new = check_work(path, lab.owner)  # a folder it cannot use is refused before anything else
+    info = containers.check_engine(run)
     state = running(run, lab.name)
     if state and lab.state.exists():
         shown = lab.info()
@@ -190,7 +192,6 @@ def start(
         print(f"your {variant.name} lab is already running: {shown['url']}")
         print(f"your work: {shown['work']}  (stop: {lab.stop_hint()})")
         return
-    new = check_work(path, lab.owner)  # a folder it cannot use is refused before anything else
     images.ensure(run, variant, platform)
     containers.check_image(variant, platform, run=run)
     gpus = containers.gpus_for(variant, info)

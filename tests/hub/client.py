@@ -102,6 +102,8 @@ class Hub:
     port: int
     state: Path
     env: dict = field(default_factory=dict)
+    root: Path = ROOT  # the checkout whose dllab runs it
+    started: subprocess.CompletedProcess | None = None  # what `start` printed
 
     @property
     def url(self) -> str:
@@ -116,15 +118,16 @@ class Hub:
         return (self.state / "admin-password").read_text().strip()
 
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        """`python -m dllab.hub ARGS` with this hub's state directory and names."""
+        """`python -m dllab.hub ARGS` of this hub's checkout, with its state folder and instance."""
         return subprocess.run(
             [sys.executable, "-m", "dllab.hub", *args],
-            capture_output=True, text=True, cwd=ROOT, timeout=timeout,
-            env={**os.environ, **self.env},
+            capture_output=True, text=True, cwd=self.root, timeout=timeout,
+            env={**os.environ, "PYTHONPATH": str(self.root / "src"), **self.env},
         )  # fmt: skip
 
     def start(self, *args: str) -> subprocess.CompletedProcess:
-        return self.cli("start", "--port", str(self.port), *args)
+        self.started = self.cli("start", "--port", str(self.port), *args)
+        return self.started
 
     def api(self, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
         headers = {"Authorization": f"token {token or self.token}"}

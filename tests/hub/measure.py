@@ -9,49 +9,23 @@ at each step the hub API's latency. Its own names (dllab-hubbench-*), all remove
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import requests
-
-from dllab import variants
+from dllab import containers, envbench, variants
+from dllab import hub as dllab_hub
 from dllab.containers import any_free_port
+from dllab.errors import Parser
 from dllab.variants import ROOT
-from tests.hub.client import TENSORFLOW_STEP, TORCH_STEP, Hub, train
+from tests.hub.client import TENSORFLOW_STEP, TORCH_STEP, Hub, as_instance, hub_env, train
 
-PREFIX = "dllab-hubbench"
-
-
-def baseline(runs: int = 3) -> list[float]:
-    """`docker run` dllab:cpu (as `invoke lab` does) until JupyterLab's /api answers."""
-    times = []
-    for i in range(runs):
-        port = any_free_port()
-        name = f"{PREFIX}-lab{i}"
-        began = time.monotonic()
-        subprocess.run(
-            ["docker", "run", "--detach", "--rm", "--name", name, "--label", f"dllab.hub={PREFIX}",
-             "--publish", f"127.0.0.1:{port}:8888", "--env", "JUPYTER_TOKEN=bench", variants.get("cpu").image],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/api", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        times.append(time.monotonic() - began)
-        subprocess.run(["docker", "rm", "--force", name], capture_output=True)
-    return times
+INSTANCE = "hubbench"  # the bench's own hub: never yours, never the tests'
 
 
 def latency(hub: Hub, n: int = 20) -> dict:
@@ -66,18 +40,14 @@ def latency(hub: Hub, n: int = 20) -> dict:
 
 
 def memory_mib() -> dict[str, float]:
-    ids = subprocess.run(
-        ["docker", "ps", "--quiet", "--filter", f"label=dllab.hub={PREFIX}"],
-        capture_output=True, text=True,
-    ).stdout.split()  # fmt: skip
+    """Each of the bench hub's learner containers: its memory in MiB, from `docker stats`."""
+    run = containers.Runner()
+    with as_instance(INSTANCE):
+        ids = run(containers.list_command(["--filter", "status=running", *dllab_hub.filters()])).out.split()  # fmt: skip
     if not ids:  # `docker stats` with no names would report every container
         return {}
-    out = subprocess.run(
-        ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *ids],
-        capture_output=True, text=True,
-    ).stdout  # fmt: skip
     found = {}
-    for line in out.splitlines():
+    for line in run(containers.stats_command(ids)).out.splitlines():
         name, used = line.split()[:2]
         value = float(used[:-3]) * (1024 if used.endswith("GiB") else 1)
         found[name] = round(value)
@@ -105,20 +75,19 @@ def all_train_at_once(hub: Hub, servers: dict) -> float:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
+    p = Parser(prog="python -m tests.hub.measure")
     p.add_argument("--max-users", type=int, default=10)
     p.add_argument("--runs", type=int, default=3, help="baseline runs, and cold and warm spawns")
     p.add_argument("--out", default=str(ROOT / ".bench" / "hub.json"))
     args = p.parse_args()
     results: dict = {"cpus": os.cpu_count()}
-    results["baseline_s"] = baseline(args.runs)
+    results["baseline_s"] = envbench.run_to_ready(
+        containers.Runner(), variants.get("cpu"), args.runs
+    )
     print("baseline (docker run -> /api):", results["baseline_s"], flush=True)
 
     state = Path(tempfile.mkdtemp(prefix="dllab-hubbench-"))
-    hub = Hub(any_free_port(), state, {
-        "DLLAB_HUB_STATE": str(state), "DLLAB_HUB_PREFIX": PREFIX,
-        "DLLAB_HUB_VENV": os.environ.get("DLLAB_HUB_VENV", str(ROOT / ".hub" / "venv")),
-    })  # fmt: skip
+    hub = Hub(any_free_port(), state, hub_env(state, INSTANCE))
     began = time.monotonic()
     started = hub.start()
     assert started.returncode == 0, started.stderr

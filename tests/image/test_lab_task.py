@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from dllab import accounts, containers
 from dllab.variants import ROOT
 
 pytestmark = pytest.mark.slow
@@ -25,7 +28,8 @@ pytestmark = pytest.mark.slow
 def invoke(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """A real `invoke` process with this test's environment (its own DLLAB_INSTANCE, read now)
     and no desktop, so no browser opens on a developer's machine."""
-    headless = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    headless = {k: v for k, v in os.environ.items()
+                if k not in ("DISPLAY", "WAYLAND_DISPLAY", "DLLAB_TASKS_PROGRAM")}  # fmt: skip
     return subprocess.run([sys.executable, "-m", "invoke", "-r", str(ROOT), *args],
                           capture_output=True, text=True, cwd=cwd, timeout=300,
                           env={**headless, **(env or {})})  # fmt: skip
@@ -86,7 +90,13 @@ def test_invoke_lab_prints_a_working_url_on_the_next_free_port(running_lab):
         urllib.request.urlopen(api, timeout=5)
     assert denied.value.code == 403
     assert (work / "labs" / "README.md").exists()  # the labs were copied into the work directory
-    assert (work.stat().st_uid, work.stat().st_gid) == (1000, 1000) or os.getuid() != 0
+    assert work.stat().st_mode & 0o777 == 0o700  # new work folders are private
+    # Jupyter writes notebooks under the server's umask 077: private to their owner too.
+    assert (work / "labs" / "README.md").stat().st_mode & 0o077 == 0
+    if os.getuid() == 0:  # plain root: the lab runs as an ID no account here has, and says which
+        uid = work.stat().st_uid
+        assert uid in accounts.ROOT_LAB and not accounts.is_account(uid)
+        assert f"the lab runs as UID {uid}, which no account here has" in result.stderr
 
 
 def test_the_token_is_on_no_command_line_while_the_lab_starts(running_lab):
@@ -97,16 +107,35 @@ def test_the_token_is_on_no_command_line_while_the_lab_starts(running_lab):
     assert any(b"docker\x00run" in argv for argv in seen)  # the watcher did see the docker run
 
 
-def test_a_second_lab_reprints_the_url_and_stop_keeps_the_work_directory(running_lab):
-    """While your lab runs, `invoke lab` shows it again; after --stop your work is still there."""
+def test_no_docker_exec_inherits_the_token(running_lab):
+    """The token is in a 0600 file, not the container's configured environment: neither `docker
+    inspect` nor an operator's `docker exec` (the HEALTHCHECK's too) sees it."""
+    result, _, _, _ = running_lab
+    token = re.search(r"\?token=([\w-]+)", result.stdout).group(1)
+    name = re.search(r"--name (\S+)", result.stdout + result.stderr).group(1)
+    run = containers.Runner()
+    assert token not in run.checked(containers.inspect_command(name, "{{json .Config.Env}}"))
+    assert token not in run.checked(["docker", "exec", name, "/usr/bin/env"])
+    assert token not in run.checked(["docker", "exec", "--user", "0", name, "/usr/bin/env"])
+
+
+def test_a_second_lab_reprints_the_url_and_stop_keeps_the_work_directory(running_lab, tmp_path):
+    """While your lab runs, `invoke lab` shows it again (another --work: stop it first, the exact
+    command); after --stop your work is still there."""
     result, _, work, _ = running_lab
     assert result.returncode == 0, result.stderr
-    again = invoke("lab")
+    other = invoke("lab", "--work", str(tmp_path / "other"))
+    assert other.returncode == 2 and other.stderr.strip().endswith(
+        f"stop it first: DLLAB_INSTANCE={os.environ['DLLAB_INSTANCE']} invoke lab --stop --variant cpu"
+    )
+    assert not (tmp_path / "other").exists()
+    again = invoke("lab", "--work", str(work))
     assert again.returncode == 0 and "already running" in again.stdout
     assert re.search(r"\?token=([\w-]+)", result.stdout).group(1) in again.stdout
     (work / "mine.ipynb").write_text("{}")
     stopped = invoke("lab", "--stop")
-    assert stopped.returncode == 0 and "docker stop --time" in stopped.stdout
+    assert stopped.returncode == 0 and "docker stop -t 20" in stopped.stdout
+    assert "deprecated" not in stopped.stderr  # no warning leaks from docker
     assert (work / "mine.ipynb").read_text() == "{}" and (work / "labs").is_dir()
 
 
@@ -152,11 +181,50 @@ def test_under_sudo_the_lab_runs_as_the_user_who_ran_sudo(cpu_image, client, tmp
         (["lab", "--port", "abc"], "must be a port number"),
         (["lab", "--port", "70000"], "must be a port number"),
         (["lab", "--variant", "gpu"], "unknown variant 'gpu'"),
+        (["lab", "--work", ""], "--work is empty"),
+        (["lab", "--work", "a\nb"], "holds a control character"),
+        (["lab", "--work", "x" * 5000], "a path must stay under 4096"),
+        (["lab", "--work", "y" * 300], "a folder name over 255 bytes"),
+        (["lab", "--work", str(ROOT)], "holds this checkout"),
+        (["lab", "--work", "no-such-parent/work"], "does not exist; check the path"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2_at_once(args, says, instance):
-    """Bad flags stop before any container starts: one `dllab:` line, exit 2."""
-    result = invoke(*args)
+def test_bad_input_is_one_line_and_exit_2_at_once(args, says, instance, tmp_path):
+    """Bad flags stop before anything is made: one `dllab:` line, exit 2, no folder, no container."""
+    before = set(tmp_path.iterdir())
+    result = invoke(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip().startswith("dllab: ") and says in result.stderr
-    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert set(tmp_path.iterdir()) == before
+    assert not containers.Runner()(containers.list_command(containers.Owner.current().filters())).out.split()  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", ["a b", "../x", "UPPER", "x" * 40])
+def test_a_bad_instance_name_is_one_line_before_anything_is_made(bad, tmp_path, monkeypatch):
+    """DLLAB_INSTANCE names containers: one that cannot is refused before the work folder exists."""
+    monkeypatch.setenv("DLLAB_STATE", str(tmp_path / "state"))
+    result = invoke("lab", "--work", str(tmp_path / "w"), env={"DLLAB_INSTANCE": bad})
+    assert result.returncode == 2 and result.stderr.startswith("dllab: DLLAB_INSTANCE=")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "w").exists() and not (tmp_path / "state").exists()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="runs a second, unprivileged user: needs root")
+def test_a_folder_you_cannot_reach_is_one_line_for_a_non_root_user():
+    """`invoke lab --work /root/nope` as a user who cannot look into /root: one line, exit 2."""
+    uid = accounts.free_id(range(120000, 121000))
+    home = Path(tempfile.mkdtemp(prefix="dllab-user-"))  # reachable by that user, unlike tmp_path
+    os.chown(home, uid, uid)
+    result = subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable, "-m",
+         "invoke", "-r", str(ROOT), "lab", "--work", "/root/nope"],
+        capture_output=True, text=True, timeout=120, cwd=home,
+        env={**os.environ, "HOME": str(home), "DLLAB_STATE": str(home / "state"),
+             "DLLAB_INSTANCE": "unreachable"},
+    )  # fmt: skip
+    shutil.rmtree(home)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "dllab: --work '/root/nope': permission denied; choose a folder you can reach"
+    ]
