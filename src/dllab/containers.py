@@ -124,6 +124,10 @@ class InvokeRunner(Runner):
         result = self.c.run(quote(cmd), hide=hide, warn=True, pty=False, env=dict(env or {}))
         return Done(result.exited, result.stdout or "", result.stderr or "")
 
+    def show(self, cmd, wanted=True) -> None:
+        if self.dry or (self.echo and wanted):  # as invoke echoes what it runs
+            print(self.c.config.run.echo_format.format(command=quote(cmd)), flush=True)
+
     def start(self, cmd, echo=False, **popen):
         if self.dry:
             self.c.run(quote(cmd))  # printed, not run

@@ -216,3 +216,11 @@ def test_two_checkouts_hubs_share_nothing(hub, learners, other_checkout, tmp_pat
     assert inspect(f"{mine}-work-alice") and inspect(f"{mine}-net")
     assert hub.api("GET", "/").status_code == 200
     assert hub.server("alice", learners["alice"]).get("/api/status").status_code == 200
+
+
+def test_a_second_start_names_the_stop_command_that_works(hub):
+    """Starting the hub again while it runs: one line naming `invoke hub --stop` (with the
+    instance it runs as), not a module path."""
+    again = hub.start()
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
+    assert again.stderr.strip().endswith(f"stop it with `DLLAB_INSTANCE={hub.env['DLLAB_INSTANCE']} invoke hub --stop`")  # fmt: skip

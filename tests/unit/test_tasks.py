@@ -431,3 +431,53 @@ def test_every_command_a_task_runs_is_an_argument_list():
     runs = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) == "c.run"]
     strings = [n for n in runs if isinstance(n.args[0], ast.Constant | ast.JoinedStr)]
     assert runs and [ast.unparse(n) for n in strings] == []
+
+
+def test_the_first_run_prints_one_line_per_step_and_pip_only_when_it_fails(monkeypatch, tmp_path, capsys):
+    """`python3 tasks.py` in a fresh clone: two `dllab: first run:` lines (no pip output), then
+    the task in the new venv; when pip fails, its output and the failed command, exit non-zero."""
+    import subprocess as real
+
+    ran, execs = [], []
+    monkeypatch.setattr(tasks, "__file__", str(tmp_path / "tasks.py"))
+    monkeypatch.setattr(tasks.sys, "prefix", "/usr")
+    monkeypatch.delenv("DLLAB_BOOTSTRAPPED", raising=False)
+    monkeypatch.setattr(tasks.os, "execv", lambda *args: execs.append(args))
+
+    def pip(cmd, **kw):
+        ran.append(cmd)
+        return real.CompletedProcess(cmd, 0, "Collecting invoke\n" * 300, "")
+
+    monkeypatch.setattr(real, "run", pip)
+    tasks._bootstrap()
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0:2] for line in err] == [["dllab", " first run"]] * 2
+    assert len(ran) == 2 and execs and "Collecting" not in "".join(err)
+
+    monkeypatch.delenv("DLLAB_BOOTSTRAPPED")
+    monkeypatch.setattr(real, "run", lambda cmd, **kw: real.CompletedProcess(cmd, 1, "", "ERROR: no matching distribution\n"))  # fmt: skip
+    with pytest.raises(SystemExit) as failed:
+        tasks._bootstrap()
+    assert "ERROR: no matching distribution" in str(failed.value) and "failed" in str(failed.value)
+
+
+def test_bench_with_no_framework_here_says_to_measure_the_image(monkeypatch, tmp_path):
+    """`invoke bench` where no framework is installed: one line naming --variant cpu, exit 2,
+    nothing run and no empty table or chart written."""
+    monkeypatch.setattr(environments, "frameworks_here", lambda: False)
+    c = ctx()
+    with pytest.raises(Exit) as info:
+        tasks.bench(c, quick=True, out=str(tmp_path / "bench"))
+    assert info.value.code == 2 and "`invoke bench --variant cpu`" in str(info.value.message)
+    assert commands(c) == [] and not (tmp_path / "bench").exists()
+
+
+def test_an_unwritable_bench_folder_names_a_flag_bench_has(monkeypatch, tmp_path):
+    """A .bench folder the lab user cannot write: the hint names --out, bench's own flag."""
+    out = tmp_path / "bench"
+    out.mkdir(mode=0o755)
+    monkeypatch.setattr(Owner, "current", classmethod(lambda cls: cls(4242, 4242)))
+    with pytest.raises(Exit) as info:
+        tasks.bench(ctx(), variant="cpu", out=str(out))
+    assert "choose another folder with --out" in str(info.value.message)
+    assert "bench" in str(tasks.bench.help) and "out" in tasks.bench.help
