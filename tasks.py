@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).parent / "src"))  # tasks work before dlla
 from dllab import containers, locks, variants  # noqa: E402
 from dllab.containers import Owner, quote  # noqa: E402
 from dllab.errors import UserError  # noqa: E402
+from dllab.progress import report as progress_report  # noqa: E402
 
 ROOT = Path(__file__).parent
 PYTHON = sys.executable
@@ -703,6 +704,13 @@ def hub_remove_volumes(c, yes=False):
         raise Exit(code=result.exited)
 
 
+@task(help={"work": "your work folder, where the labs' checks record progress (default ./work)"})
+def progress(c, work="work"):
+    """Print your self-checks' progress: each exercise, passed or not yet, attempts, last time."""
+    if code := progress_report.main(["show", "--work", work]):
+        raise Exit(code=code)
+
+
 SHELL_SCRIPTS = [
     "docker/dllab-start",
     "docker/profile.sh",
@@ -734,7 +742,7 @@ def lint(c):
 
 ns = Collection(
     lock, wheelhouse, build, lab, tensorboard, test, doctor, bench, clean, train, hub,
-    hub_remove_volumes, lint,
+    hub_remove_volumes, progress, lint,
 )  # fmt: skip
 ns.configure({"run": {"echo": True}})
 
