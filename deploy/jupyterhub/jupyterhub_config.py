@@ -13,12 +13,16 @@ import asyncio
 import os
 import sys
 import time
+from pathlib import Path
 
 from dockerspawner import DockerSpawner
 from jupyterhub.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 import docker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # dllab, from this checkout
+from dllab.progress import service as progress  # noqa: E402
 
 env = os.environ.get
 
@@ -213,3 +217,7 @@ def pre_spawn_hook(spawner) -> None:
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook
 c.DockerSpawner.extra_host_config = HOST_CONFIG
+
+# --- the class's progress from the labs' self-checks, at /services/progress/ (last: it adds to
+# the services, roles, groups and Spawner.environment set above) ---------------------------------
+progress.configure(c, STATE, HUB_IP)
