@@ -13,11 +13,13 @@ import stat
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 from traitlets.config import Config
 
 from dllab.errors import UserError
 from dllab.progress import events, forwarder, service, view
 from dllab.progress.store import Store
+from dllab.variants import ROOT
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
@@ -178,3 +180,28 @@ def test_configure_adds_the_service_its_roles_the_teachers_group_and_the_servers
         "teachers" in c.JupyterHub.load_groups and service.CLASS_SCOPE in c.JupyterHub.custom_scopes
     )
     assert c.Spawner.environment["DLLAB_PROGRESS_URL"] == f"{url}/services/progress/"
+
+
+def test_the_cluster_values_declare_what_configure_gives_a_hub():
+    """deploy/z2jh/values.yaml: the same service command and settings, roles, scopes and group as
+    configure(), and the port learners' servers post to open on the hub's Service and policies."""
+    values = yaml.safe_load((ROOT / "deploy" / "z2jh" / "values.yaml").read_text())
+    c = Config()
+    service.configure(c, "/srv/hub", "hub", port=10101)
+    [made] = c.JupyterHub.services
+    declared = values["hub"]["services"]["progress"]
+    assert declared["url"] == made["url"] and declared["command"][1:] == made["command"][1:]
+    for key in ("oauth_no_confirm", "oauth_client_allowed_scopes"):
+        assert declared[key] == made[key]
+    assert {k for k in made["environment"] if k != "PYTHONPATH"} <= set(declared["environment"])
+    roles = values["hub"]["loadRoles"]
+    for role in c.JupyterHub.load_roles:
+        assert set(roles[role["name"]]["scopes"]) == set(role["scopes"]), role["name"]
+        assert roles[role["name"]].get("groups", []) == role.get("groups", [])
+    config = values["hub"]["config"]["JupyterHub"]
+    assert set(config["custom_scopes"]) == set(c.JupyterHub.custom_scopes)
+    assert set(config["load_groups"]) == set(c.JupyterHub.load_groups)
+    assert values["singleuser"]["extraEnv"]["DLLAB_PROGRESS_URL"] == c.Spawner.environment["DLLAB_PROGRESS_URL"]  # fmt: skip
+    assert {"name": "progress", "port": 10101, "targetPort": 10101} in values["hub"]["service"]["extraPorts"]  # fmt: skip
+    for policy in (values["hub"]["networkPolicy"]["ingress"], values["singleuser"]["networkPolicy"]["egress"], values["proxy"]["chp"]["networkPolicy"]["egress"]):  # fmt: skip
+        assert any({"port": 10101} in rule["ports"] for rule in policy)

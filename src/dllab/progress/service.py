@@ -227,7 +227,9 @@ async def serve() -> None:
     )
     app = application(env["JUPYTERHUB_SERVICE_PREFIX"], Store(env["DLLAB_PROGRESS_DB_URL"]), stuck)
     url = urlparse(env["JUPYTERHUB_SERVICE_URL"])
-    app.listen(url.port or 80, url.hostname or "", max_body_size=MAX_BODY)
+    # The URL's host, unless that is a name (a cluster's Service) and not this machine's address.
+    ip = env.get("DLLAB_PROGRESS_BIND_IP") or url.hostname or ""
+    app.listen(url.port or 80, ip, max_body_size=MAX_BODY)
     logging.getLogger(NAME).info("progress service at %s", env["JUPYTERHUB_SERVICE_URL"])
     await asyncio.Event().wait()
 
