@@ -33,8 +33,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 LEARNERS = ("alice", "bob", "carol")
 LAB = "01_tensors_autodiff"
 BROWSER = Path(__file__).parent / "browser"
-# How many learners the latency test adds; BENCHMARKS.md measured 16 once (see there).
-LATENCY_LEARNERS = int(os.environ.get("DLLAB_PROGRESS_LEARNERS", "8"))
+# How many learners the latency test adds: 6 keep this module within 5 minutes of CI on a busy
+# 2-core machine; BENCHMARKS.md ("The class's progress") measured 16 once.
+LATENCY_LEARNERS = int(os.environ.get("DLLAB_PROGRESS_LEARNERS", "6"))
 CHECKS = 20  # per learner in the latency test
 
 
@@ -273,6 +274,7 @@ def test_checks_made_while_the_service_is_down_arrive_once_after_it_returns(hub,
     down = service_pid(hub)
     assert down
     os.kill(down, signal.SIGKILL)
+    killed = time.monotonic()
     out = server.execute(kernel, check_lines(during))
     assert out.count("correct: during") == 1 and out.count("not yet: during") == 2
     wait_for(
@@ -281,7 +283,9 @@ def test_checks_made_while_the_service_is_down_arrive_once_after_it_returns(hub,
     wait_for("the service answering", lambda: service(hub, "api/mine", room["alice"]).status_code == 200, timeout=30)  # fmt: skip
     back = time.monotonic()
     rows = wait_for("the checks made while it was down", lambda: len(r := rows_of(hub, room["tina"], "restart")) == 6 and r, timeout=10)  # fmt: skip
-    assert time.monotonic() - back <= 10
+    arrived = time.monotonic() - back
+    print(json.dumps({"service_back_after_s": round(back - killed, 1), "events_after_return_s": round(arrived, 1)}))  # fmt: skip
+    assert arrived <= 10
     logged = [e for e in learner_log(server, kernel) if e["lab"] == "restart"]
     assert sorted((r["exercise"], int(r["attempt"])) for r in rows) == sorted((e["exercise"], e["attempt"]) for e in logged)  # fmt: skip
     assert len(logged) == 6
@@ -320,7 +324,7 @@ def test_the_teachers_page_updates_itself_in_a_real_browser(hub, room, playwrigh
     """Chromium, logged in to the hub as its admin, opens the page (through the hub's OAuth): the
     grid shows, in colors; a new check appears in it with no reload; a screenshot is saved
     (DLLAB_PROGRESS_SCREENSHOT keeps it)."""
-    shot = Path(os.environ.get("DLLAB_PROGRESS_SCREENSHOT") or tmp_path / "progress.png")
+    shot = Path(os.environ.get("DLLAB_PROGRESS_SCREENSHOT") or tmp_path / "progress.png").resolve()
     browser = subprocess.Popen(
         ["node", "progress_page.js", f"{hub.url}/services/progress/", str(shot)],
         cwd=playwright, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -343,13 +347,15 @@ def test_the_teachers_page_updates_itself_in_a_real_browser(hub, room, playwrigh
 
 
 def test_checks_reach_the_teachers_json_within_seconds_with_many_learners(hub, room, tmp_path):
-    """DLLAB_PROGRESS_LEARNERS learners (8 in CI) each run 20 checks at once in a real kernel: the
+    """DLLAB_PROGRESS_LEARNERS learners (6 in CI) each run 20 checks at once in a real kernel: the
     teacher's JSON shows each within 5 s at the 95th percentile; the CSV has every logged row."""
-    names = [f"p{i:02d}" for i in range(LATENCY_LEARNERS)]
-    tokens = {name: hub.create_user(name) for name in names}
+    sharing = ["alice", "bob"]  # running already (carol opted out): the rest are new
+    new = [f"p{i:02d}" for i in range(LATENCY_LEARNERS - len(sharing))]
+    tokens = {**room, **{name: hub.create_user(name) for name in new}}
     began = time.monotonic()
-    spawn_all(hub, names)
+    spawn_all(hub, new)
     spawned = time.monotonic() - began
+    names = sharing + new
     servers = {name: hub.server(name, tokens[name]) for name in names}
     kernels = {name: session(servers[name], "labs/latency.ipynb") for name in names}
     for name in names:  # imported before the clock starts, as in a lab that imported it long ago
@@ -384,7 +390,7 @@ def test_checks_reach_the_teachers_json_within_seconds_with_many_learners(hub, r
     status = Path(f"/proc/{service_pid(hub)}/status").read_text()
     memory = {k: int(v.split()[0]) // 1024 for k, v in (line.split(":", 1) for line in status.splitlines()) if k in ("VmRSS", "VmHWM")}  # fmt: skip
     figures = {
-        "learners": len(names), "checks_each": CHECKS, "spawn_all_s": round(spawned, 1),
+        "learners": len(names), "checks_each": CHECKS, "spawn_new_s": round(spawned, 1),
         "latency_s": {"p50": round(p50, 2), "p95": round(p95, 2), "max": round(latencies[-1], 2),
                       "min": round(latencies[0], 2)},
         "service_memory_mib": memory, "csv_rows": len(rows), "logged_events": logged,

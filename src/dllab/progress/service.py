@@ -54,7 +54,7 @@ def _grant(roles: list[dict], name: str, scopes: list[str], base: dict | None = 
     new one (from `base`, for JupyterHub's default roles, so they keep their own scopes)."""
     role = next((r for r in roles if r["name"] == name), None)
     if role is None:
-        role = {**(base or {"name": name}), "scopes": list((base or {}).get("scopes", []))}
+        role = dict(base or {"name": name})
         roles.append(role)
     role["scopes"] = sorted({*role.get("scopes", []), *scopes})
     for kind, names in members.items():
