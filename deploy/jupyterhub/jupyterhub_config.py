@@ -220,4 +220,4 @@ c.DockerSpawner.extra_host_config = HOST_CONFIG
 
 # --- the class's progress from the labs' self-checks, at /services/progress/ (last: it adds to
 # the services, roles, groups and Spawner.environment set above) ---------------------------------
-progress.configure(c, STATE, HUB_IP)
+progress.configure(c, STATE, HUB_IP, int(env("DLLAB_HUB_PROGRESS_PORT", "10101")))

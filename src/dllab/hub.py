@@ -254,6 +254,7 @@ def hub_env(
         "DLLAB_HUB_NETWORK": f"{prefix()}-net",
         "DLLAB_HUB_IP": gateway,
         "DLLAB_HUB_API_PORT": str(containers.any_free_port(gateway)),
+        "DLLAB_HUB_PROGRESS_PORT": str(containers.any_free_port(gateway)),  # the progress service
         "DLLAB_HUB_PROXY_API_PORT": str(containers.any_free_port()),
         "DLLAB_HUB_PROXY": str(paths.proxy),
         "DLLAB_HUB_API_TOKEN": paths.token.read_text().strip(),

@@ -35,7 +35,7 @@ class Client:
 
 docker.from_env = lambda: Client()
 c = Config()
-exec(compile(open(sys.argv[1]).read(), sys.argv[1], "exec"), {"c": c, "__name__": "config"})
+exec(compile(open(sys.argv[1]).read(), sys.argv[1], "exec"), {"c": c, "__name__": "config", "__file__": sys.argv[1]})
 
 class Spawner:
     def __init__(self, name):

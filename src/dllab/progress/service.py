@@ -26,7 +26,6 @@ from urllib.parse import urlparse
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado.web import Application, HTTPError, RequestHandler, authenticated
 
-from dllab import containers
 from dllab.progress import events, view
 from dllab.progress.store import Store
 
@@ -61,16 +60,16 @@ def _grant(roles: list[dict], name: str, scopes: list[str], base: dict | None = 
         role[kind] = sorted({*role.get(kind, []), *names})
 
 
-def configure(c: Any, state: str | os.PathLike, ip: str, port: int | None = None) -> str:
+def configure(c: Any, state: str | os.PathLike, ip: str, port: int) -> str:
     """Add the progress service to JupyterHub's config `c` (call it after the config's own
     services, roles, groups and Spawner.environment are set); its URL, where learners' servers
     post. `state` is the hub's state folder (the SQLite database goes there, unless
-    $DLLAB_PROGRESS_DB_URL names another); `ip` the address learners' containers reach the host
-    at; $DLLAB_PROGRESS_STUCK_ATTEMPTS and _MINUTES say when a learner is stuck (3, 10)."""
+    $DLLAB_PROGRESS_DB_URL names another); `ip` and `port` where learners' containers reach it
+    on the host; $DLLAB_PROGRESS_STUCK_ATTEMPTS and _MINUTES say when a learner is stuck (3, 10)."""
     from jupyterhub.roles import get_default_roles  # the hub's own: only the hub calls this
 
     env = os.environ.get
-    url = f"http://{ip}:{port or containers.any_free_port(ip)}"
+    url = f"http://{ip}:{port}"
     database = env("DLLAB_PROGRESS_DB_URL") or f"sqlite:///{Path(state).resolve() / 'progress.sqlite'}"  # fmt: skip
     _plain(c.JupyterHub, "services", list).append(
         {
