@@ -50,6 +50,7 @@ from dllab import lab as labs  # noqa: E402
 from dllab import workers as training  # noqa: E402
 from dllab.containers import InvokeRunner, port_number, quote  # noqa: E402
 from dllab.errors import UserError  # noqa: E402
+from dllab.progress import report as progress_report  # noqa: E402
 
 VARIANT_HELP = f"one of {', '.join(variants.VARIANTS)}"
 PLATFORM_HELP = (
@@ -232,6 +233,14 @@ def hub_remove_volumes(c, yes=False):
     hubs.remove_volumes(InvokeRunner(c), yes)
 
 
+@dllab_task(
+    help={"work": "your work folder, where the labs' checks record progress (default ./work)"}
+)
+def progress(c, work="work"):
+    """Print your self-checks' progress: each exercise, passed or not yet, attempts, last time."""
+    return progress_report.main(["show", "--work", work])
+
+
 SHELL_SCRIPTS = [
     "docker/dllab-start", "docker/profile.sh", "docker/apt-ensure", ".ci/run", ".ci/engine",
     ".ci/arm64",
@@ -257,7 +266,7 @@ def lint(c):
 
 ns = Collection(
     lock, wheelhouse, build, lab, tensorboard, test, doctor, bench, clean, train, hub,
-    hub_remove_volumes, lint,
+    hub_remove_volumes, progress, lint,
 )  # fmt: skip
 ns.configure({"run": {"echo": True}})
 

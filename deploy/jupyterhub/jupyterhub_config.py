@@ -25,6 +25,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 import docker
 from dllab import accounts, containers, variants
 from dllab import hub as dllab_hub
+from dllab.progress import service as progress
 
 env = os.environ.get
 
@@ -191,3 +192,7 @@ def pre_spawn_hook(spawner) -> None:
 
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook
+
+# --- the class's progress from the labs' self-checks, at /services/progress/ (last: it adds to
+# the services, roles, groups and Spawner.environment set above) ---------------------------------
+progress.configure(c, STATE, HUB_IP, int(env("DLLAB_HUB_PROGRESS_PORT", "10101")))

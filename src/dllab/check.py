@@ -1,17 +1,22 @@
-"""Self-checks for lab exercises: each prints `correct: NAME` or `not yet: NAME: WHY`, and returns a bool.
+"""Self-checks for lab exercises: each prints `correct: NAME` or `not yet: NAME: WHY`, and returns a Verdict.
 
 Pass the learner's answer as a value, or as a `lambda` that computes it: then an exception in
 the learner's code (NotImplementedError, a wrong shape, a typo) becomes a `not yet` with the
-reason, never a traceback that stops the notebook.
+reason, never a traceback that stops the notebook. Each check also records its outcome in the
+learner's progress log (dllab.progress.events: lab, check name, passed, attempt, time; nothing
+else), which `invoke progress` prints and a hub's teacher sees.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from dllab.progress import events
 
 _NOT_A_TENSOR = (type(None), list, tuple, dict, set, str, bytes)
 
@@ -59,15 +64,46 @@ def _as_array(value: Any, expected_shape: tuple[int, ...]) -> np.ndarray:
     return array
 
 
-def _report(name: str, verdict: Callable[[], None], hint: str | None) -> bool:
-    """Run `verdict` (which raises _NotYet when the answer is wrong), print the outcome."""
+class Verdict(int):
+    """A check's outcome: 1 (right) or 0 (not yet), used as the bool it stands for (`if`, `not`,
+    `== True`, `sum`), shown as True or False by `repr`, and shown by nothing in Jupyter: the line
+    the check printed says it already, and a bare `False` under it reads as a second error."""
+
+    def __new__(cls, passed: bool) -> Verdict:
+        return super().__new__(cls, bool(passed))
+
+    def __repr__(self) -> str:
+        return repr(bool(self))
+
+    def _ipython_display_(self) -> None:
+        """IPython's display hook calls this instead of showing the value: show nothing."""
+
+
+_said_unrecorded = False  # a log that cannot be written is said once per kernel, not per check
+
+
+def _record(name: str, passed: bool) -> None:
+    """Record the check in the learner's progress log; a failure never changes the check."""
+    global _said_unrecorded
+    try:
+        events.record(name, passed)
+    except Exception as exc:  # a read-only or full disk: say so once, keep checking
+        if not _said_unrecorded:
+            _said_unrecorded = True
+            print(f"dllab: progress not recorded ({exc}); your checks still work", file=sys.stderr)
+
+
+def _report(name: str, verdict: Callable[[], None], hint: str | None) -> Verdict:
+    """Run `verdict` (which raises _NotYet when the answer is wrong), print and record the outcome."""
     try:
         verdict()
     except _NotYet as why:
         print(f"not yet: {name}: {why}" + (f" (hint: {hint})" if hint else ""))
-        return False
+        _record(name, False)
+        return Verdict(False)
     print(f"correct: {name}")
-    return True
+    _record(name, True)
+    return Verdict(True)
 
 
 def close(
@@ -78,7 +114,7 @@ def close(
     atol: float = 1e-6,
     rtol: float = 1e-5,
     hint: str | None = None,
-) -> bool:
+) -> Verdict:
     """`got` has the shape of `expected` and its values agree within `atol + rtol * |expected|`."""
 
     def verdict() -> None:
@@ -101,7 +137,7 @@ def close(
     return _report(name, verdict, hint)
 
 
-def shape(name: str, got: Any, expected: tuple[int, ...], *, hint: str | None = None) -> bool:
+def shape(name: str, got: Any, expected: tuple[int, ...], *, hint: str | None = None) -> Verdict:
     """`got` is a tensor of shape `expected`."""
 
     def verdict() -> None:
@@ -112,7 +148,7 @@ def shape(name: str, got: Any, expected: tuple[int, ...], *, hint: str | None = 
     return _report(name, verdict, hint)
 
 
-def equal(name: str, got: Any, expected: Any, *, hint: str | None = None) -> bool:
+def equal(name: str, got: Any, expected: Any, *, hint: str | None = None) -> Verdict:
     """`got == expected`, for plain values: numbers, strings, sets, dicts."""
 
     def verdict() -> None:
@@ -127,7 +163,7 @@ def equal(name: str, got: Any, expected: Any, *, hint: str | None = None) -> boo
     return _report(name, verdict, hint)
 
 
-def that(name: str, condition: Any, *, hint: str) -> bool:
+def that(name: str, condition: Any, *, hint: str) -> Verdict:
     """`condition` (a bool, or a lambda returning one) holds; `hint` says what to do if not."""
 
     def verdict() -> None:

@@ -283,7 +283,8 @@ def hub_env(
         "DLLAB_HUB_STATE": str(paths.state),
         "DLLAB_HUB_NAME": name(),
         "DLLAB_HUB_IP": gateway,
-        "DLLAB_HUB_API_PORT": str(containers.any_free_port(gateway)) if gateway else "8081",
+        "DLLAB_HUB_API_PORT": str(containers.any_free_port(gateway)),
+        "DLLAB_HUB_PROGRESS_PORT": str(containers.any_free_port(gateway)),  # the progress service
         "DLLAB_HUB_PROXY_API_PORT": str(containers.any_free_port()),
         "DLLAB_HUB_PROXY": str(paths.proxy),
         "DLLAB_HUB_API_TOKEN": paths.token.read_text().strip() if paths.token.exists() else "",

@@ -13,6 +13,7 @@ from types import ModuleType
 
 import numpy as np
 
+from dllab.progress import events
 from dllab.variants import ROOT, VARIANTS
 
 # DLLAB_FAST=1 (CI, tests): fewer samples and epochs, so each lab takes seconds; every check still runs.
@@ -90,6 +91,7 @@ def exercises(lab: str) -> Callable[[Callable], Callable]:
     `lab` names the file in labs/solutions/ that holds the completed functions, e.g.
     "01_tensors_autodiff". Without DLLAB_SOLUTIONS the learner's function is used unchanged.
     """
+    events.set_lab(lab)  # the checks' progress names this lab where the kernel knows no file
     solutions: list[ModuleType] = []  # loaded on first use: importing it may need every framework
 
     def exercise(fn: Callable) -> Callable:

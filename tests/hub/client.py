@@ -249,7 +249,9 @@ class Server:
                     out.append(content["text"])
                 elif kind == "error":
                     raise AssertionError("\n".join(content["traceback"])[-3000:])
-                elif kind == "execute_reply":
+                elif kind == "status" and content["execution_state"] == "idle":
+                    # Not execute_reply: the shell channel's reply can overtake the last output on
+                    # iopub; idle comes on iopub after every output of the request.
                     return "".join(out)
             raise AssertionError(f"no reply in {timeout} s; output so far: {''.join(out)!r}")
         finally:

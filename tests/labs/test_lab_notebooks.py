@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
+import subprocess
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from dllab.variants import ROOT
 from tests.support import require_frameworks
 
 LABS_DIR = Path(__file__).resolve().parents[2] / "labs"
@@ -51,14 +55,21 @@ def run_lab(path: Path, env: dict[str, str]) -> tuple[str, str | None]:
 
 
 def lab_env(runs: Path, solutions: bool, **extra: str) -> dict[str, str]:
-    """The kernel's environment: fast mode, solutions on or off, artefacts under `runs`."""
+    """The kernel's environment: fast mode, solutions on or off, artefacts and the checks'
+    progress log under `runs`."""
     return dict(
         os.environ,
         DLLAB_FAST="1",
         DLLAB_SOLUTIONS="1" if solutions else "0",
         DLLAB_RUNS=str(runs),
+        DLLAB_WORK=str(runs),
         **extra,
     )
+
+
+def runs_folder(tmp_path_factory, lab: str, solutions: bool) -> Path:
+    """Where a lab's run (solved or as shipped) writes: the same folder for every test asking."""
+    return tmp_path_factory.getbasetemp() / f"runs-{lab[:2]}-{'solved' if solutions else 'shipped'}"
 
 
 def files_in(folder: Path) -> set[Path]:
@@ -75,7 +86,8 @@ def lab_result(tmp_path_factory):
     def result(lab: str, solutions: bool) -> tuple[str, str | None]:
         for mode in (True, False):
             if (lab, mode) not in futures:
-                runs = tmp_path_factory.mktemp(f"runs-{lab[:2]}-{'solved' if mode else 'shipped'}")
+                runs = runs_folder(tmp_path_factory, lab, mode)
+                runs.mkdir()
                 futures[lab, mode] = pool.submit(run_lab, LABS_DIR / lab, lab_env(runs, mode))
         return futures[lab, solutions].result()
 
@@ -132,6 +144,35 @@ def test_shipped_lab_runs_to_the_end_saying_not_yet(lab, lab_result):
     assert error is None, error
     assert "not yet: " in text
     assert "Traceback" not in text, text
+
+
+@pytest.mark.slow
+def test_invoke_progress_after_a_shipped_lab_lists_each_check_as_its_kernel_said(
+    lab_result, tmp_path_factory
+):
+    """Lab 01 run as shipped records one event per check it printed; `invoke progress --work`
+    then lists each once: not yet for the unsolved exercises, passed for the rest."""
+    pytest.importorskip("invoke", reason="invoke is a host tool, not in the image")
+    lab = "01_tensors_autodiff.py"
+    text, error = lab_result(lab, solutions=False)
+    assert error is None, error
+    work = runs_folder(tmp_path_factory, lab, solutions=False)
+    log = [
+        json.loads(line) for line in (work / ".dllab" / "progress.jsonl").read_text().splitlines()
+    ]
+    printed = [line for line in text.splitlines() if line.startswith(("correct: ", "not yet: "))]
+    assert len(log) == len(printed) and {e["lab"] for e in log} == {"01_tensors_autodiff"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "progress", "--work", str(work)],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    rows = [line for line in shown if line.startswith("01_tensors_autodiff ")]
+    assert len(rows) == len({e["exercise"] for e in log})
+    for event in log:
+        [row] = [r for r in rows if r.split(None, 1)[1].startswith(event["exercise"] + "  ")]
+        words = row.split(None, 1)[1][len(event["exercise"]) :].split()
+        assert words[:2] == (["passed", "1"] if event["passed"] else ["not", "yet"]), row
+    assert any(not e["passed"] for e in log) and any(e["passed"] for e in log)
 
 
 @pytest.mark.slow
