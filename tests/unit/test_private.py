@@ -80,9 +80,13 @@ class Attack:
         time.sleep(0.3)  # the interpreter is up and looping
 
     def end(self) -> int:
+        """Stop the loop (killed if it does not stop); how often it got a symlink in."""
         self.stop.touch()
-        out, _ = self.proc.communicate(timeout=30)
-        self.stop.unlink()
+        try:
+            out, _ = self.proc.communicate(timeout=30)
+        finally:
+            self.proc.kill()
+            self.stop.unlink()
         return int(out)
 
 
