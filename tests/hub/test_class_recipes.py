@@ -1,0 +1,65 @@
+"""deploy/CLASS.md's backup and restore commands, run as written (with the tests' names) on a real
+engine: a learner's work goes into an archive and comes back, owners and labels included."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from dllab import variants
+from dllab.variants import ROOT
+from tests.hub.client import PREFIX
+
+pytestmark = pytest.mark.docker
+
+CHECKLIST = ROOT / "deploy" / "CLASS.md"
+VOLUME = f"{PREFIX}-work-alice"
+
+
+def recipes() -> list[str]:
+    """The two bash blocks after the marker comment: backup, then restore, with the tests' names."""
+    text = CHECKLIST.read_text().split("tests/hub/test_class_recipes.py runs this block", 1)[1]
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)[:2]
+    assert len(blocks) == 2, "CLASS.md lost its backup or restore block"
+    image = variants.get("cpu").image
+    return [
+        block.replace("dllab-hub", PREFIX).replace("dllab:cpu", image)
+        for block in (re.sub(r"^ {4}", "", b, flags=re.M) for b in blocks)
+    ]
+
+
+def docker(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True)
+
+
+def in_volume(*command: str) -> str:
+    """Run `command` as root in a throw-away container with the volume at /work; its stdout."""
+    image = variants.get("cpu").image
+    result = docker("run", "--rm", "--network", "none", "--user", "root", "--entrypoint", command[0],
+                    "--volume", f"{VOLUME}:/work", image, *command[1:])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_backup_then_restore_gives_a_learner_their_work_back(engine_and_image, tmp_path):
+    """A file alice wrote is archived by the backup loop, survives the volume's deletion, and
+    the restore puts it back with its owner (1000:100) into a volume the hub recognises as hers."""
+    backup, restore = recipes()
+    docker("volume", "rm", "--force", VOLUME)
+    docker("volume", "create", "--label", f"dllab.hub={PREFIX}", "--label", "dllab.owner=alice", VOLUME)  # fmt: skip
+    try:
+        in_volume("bash", "-c", "mkdir /work/labs && echo 'my answer' > /work/labs/mine.py && chown -R 1000:100 /work/labs")  # fmt: skip
+        done = subprocess.run(["bash", "-euc", backup], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "backups" / f"{VOLUME}.tar.gz").stat().st_size > 0
+        assert docker("volume", "rm", VOLUME).returncode == 0
+        done = subprocess.run(["bash", "-euc", restore], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert in_volume("stat", "-c", "%u:%g %n", "/work/labs/mine.py").split() == ["1000:100", "/work/labs/mine.py"]  # fmt: skip
+        assert in_volume("cat", "/work/labs/mine.py") == "my answer\n"
+        labels = docker("volume", "inspect", "--format", "{{json .Labels}}", VOLUME).stdout
+        assert f'"dllab.hub":"{PREFIX}"' in labels and '"dllab.owner":"alice"' in labels
+    finally:
+        docker("volume", "rm", "--force", VOLUME)
