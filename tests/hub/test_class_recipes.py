@@ -34,6 +34,12 @@ def docker(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True)
 
 
+def run_as_written(block: str, folder) -> None:
+    """Run a block of the checklist with bash, in `folder`, stopping at its first failure."""
+    done = subprocess.run(["bash", "-euc", block], cwd=folder, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def in_volume(*command: str) -> str:
     """Run `command` as root in a throw-away container with the volume at /work; its stdout."""
     image = variants.get("cpu").image
@@ -51,12 +57,10 @@ def test_backup_then_restore_gives_a_learner_their_work_back(engine_and_image, t
     docker("volume", "create", "--label", f"dllab.hub={PREFIX}", "--label", "dllab.owner=alice", VOLUME)  # fmt: skip
     try:
         in_volume("bash", "-c", "mkdir /work/labs && echo 'my answer' > /work/labs/mine.py && chown -R 1000:100 /work/labs")  # fmt: skip
-        done = subprocess.run(["bash", "-euc", backup], cwd=tmp_path, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+        run_as_written(backup, tmp_path)
         assert (tmp_path / "backups" / f"{VOLUME}.tar.gz").stat().st_size > 0
         assert docker("volume", "rm", VOLUME).returncode == 0
-        done = subprocess.run(["bash", "-euc", restore], cwd=tmp_path, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+        run_as_written(restore, tmp_path)
         assert in_volume("stat", "-c", "%u:%g %n", "/work/labs/mine.py").split() == ["1000:100", "/work/labs/mine.py"]  # fmt: skip
         assert in_volume("cat", "/work/labs/mine.py") == "my answer\n"
         labels = docker("volume", "inspect", "--format", "{{json .Labels}}", VOLUME).stdout

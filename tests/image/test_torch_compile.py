@@ -34,7 +34,9 @@ def test_torch_compile_with_its_default_backend_builds_cpp_and_runs_faster(conta
     """torch.compile(f) builds C++ kernels with the image's g++, gives eager's result, and runs
     faster than eager on a million floats."""
     code, out = containers.output(
-        cpu_image, ["python", "-c", COMPILE], environment={"TORCHINDUCTOR_CACHE_DIR": "/tmp/inductor"}
+        cpu_image,
+        ["python", "-c", COMPILE],
+        environment={"TORCHINDUCTOR_CACHE_DIR": "/tmp/inductor"},
     )
     assert code == 0, out[-3000:]
     result = json.loads(out.strip().splitlines()[-1])
