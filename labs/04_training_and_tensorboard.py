@@ -33,6 +33,7 @@ import time
 import numpy as np
 import tensorflow as tf
 import torch
+from IPython.display import Markdown, display
 from tensorboard.backend.event_processing import event_accumulator
 from torch.utils.tensorboard import SummaryWriter
 
@@ -211,19 +212,30 @@ for name, history in (("TensorFlow", history_tf), ("PyTorch", history_torch)):
 # %% [markdown]
 # ## Open TensorBoard
 #
-# From a terminal in the folder that holds `runs/` (or wherever `$DLLAB_RUNS` points):
+# TensorBoard already runs inside your lab, behind its login, at **`/tensorboard/`** of the
+# address JupyterLab has in your browser. It reads `runs/` in your work folder (`/work/runs`,
+# where `$DLLAB_RUNS` points in dllab's container) and starts on your first visit (a few seconds).
 #
-# ```
-# tensorboard --logdir runs        # or: invoke tensorboard
-# ```
+# * **Your own lab** (`invoke lab`): the *TensorBoard* tile in JupyterLab's Launcher, or the link
+#   below; `invoke tensorboard` prints the full address, with your lab's token.
+# * **A class hub**: `/user/<your name>/tensorboard/` on the hub's address (the link below).
 #
-# then open <http://localhost:6006>. In the *Scalars* tab, `loss/train` and `accuracy/test` show
-# one curve per run folder: `04_training/<time>/tensorflow` and `…/torch`. Inside JupyterLab
-# you can also run `%load_ext tensorboard` and then `%tensorboard --logdir runs` in a cell.
-# In a container, TensorBoard must listen on a published port (`--bind_all`).
+# In the *Scalars* tab, `loss/train` and `accuracy/test` show one curve per run folder:
+# `04_training/<time>/tensorflow` and `…/torch`. A TensorBoard started from a terminal in the
+# container (`tensorboard --logdir runs`) would listen on a port your browser cannot reach:
+# only JupyterLab's port leaves the container. Outside dllab's container (a native environment,
+# such as the metal variant on a Mac), `invoke tensorboard --variant metal` starts TensorBoard and
+# prints its address.
 
 # %%
-print(f"tensorboard --logdir {logdir.parent.parent}")
+# dllab's container serves TensorBoard at /tensorboard/; a hub puts each learner's lab under
+# /user/<name>/ and tells the lab so in JUPYTERHUB_SERVICE_PREFIX.
+prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
+if prefix or os.path.exists("/.dockerenv"):
+    link = f"[Open TensorBoard]({prefix or '/'}tensorboard/)"
+    display(Markdown(f"{link}: this lab's runs are under `04_training/{logdir.name}/`"))
+else:
+    print("Not in dllab's container: `invoke tensorboard --variant metal` (your variant) starts it")
 
 # %% [markdown]
 # ## Exercises

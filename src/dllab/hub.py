@@ -442,6 +442,7 @@ def start_command(run: Runner, variant: str, port: int, admin: str) -> int:
     paths = Paths.default()
     url = start(run, variant, port, admin, paths)
     print(f"JupyterHub: {url}  (log: {paths.log})")
+    print(f"this hub: {name()} (its learners' containers and volumes start with that name)")
     print(f"log in as {admin}: the password is in {paths.admin_password} (readable by you alone)")
     print(f"learners sign up at {url}signup; approve them at {url}authorize")
     return 0

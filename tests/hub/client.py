@@ -218,44 +218,59 @@ class Server:
         ws = websocket.create_connection(
             ws_url, header=[f"Authorization: token {self.token}"], timeout=timeout
         )
-        msg_id = uuid.uuid4().hex
-        ws.send(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id, "msg_type": "execute_request", "session": uuid.uuid4().hex,
-                        "username": "test", "version": "5.3", "date": "",
-                    },
-                    "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                    "content": {"code": code, "silent": False, "store_history": False,
-                                "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-                }
-            )
-        )  # fmt: skip
-        out, deadline = [], time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    raw = ws.recv()
-                except websocket.WebSocketConnectionClosedException:
-                    raise KernelDied("the kernel's websocket closed") from None
-                msg = json.loads(raw)
-                kind, content = msg["msg_type"], msg["content"]
-                if kind == "status" and content.get("execution_state") in ("dead", "restarting"):
-                    raise KernelDied(content["execution_state"])
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                if kind == "stream":
-                    out.append(content["text"])
-                elif kind == "error":
-                    raise AssertionError("\n".join(content["traceback"])[-3000:])
-                elif kind == "status" and content["execution_state"] == "idle":
-                    # Not execute_reply: the shell channel's reply can overtake the last output on
-                    # iopub; idle comes on iopub after every output of the request.
-                    return "".join(out)
-            raise AssertionError(f"no reply in {timeout} s; output so far: {''.join(out)!r}")
-        finally:
-            ws.close()
+        return run_code(ws, code, timeout)
+
+
+def run_code(ws, code: str, timeout: float = 300) -> str:
+    """Run `code` through a kernel's open websocket, then close it; its stdout (AssertionError on
+    an error)."""
+    import websocket
+
+    msg_id = uuid.uuid4().hex
+    ws.send(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id, "msg_type": "execute_request", "session": uuid.uuid4().hex,
+                    "username": "test", "version": "5.3", "date": "",
+                },
+                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+                "content": {"code": code, "silent": False, "store_history": False,
+                            "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+            }
+        )
+    )  # fmt: skip
+    out, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                raw = ws.recv()
+            except websocket.WebSocketConnectionClosedException:
+                raise KernelDied("the kernel's websocket closed") from None
+            msg = json.loads(raw)
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "status" and content.get("execution_state") in ("dead", "restarting"):
+                raise KernelDied(content["execution_state"])
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if kind == "stream":
+                out.append(content["text"])
+            elif kind == "error":
+                raise AssertionError("\n".join(content["traceback"])[-3000:])
+            elif kind == "status" and content["execution_state"] == "idle":
+                # Not execute_reply: the shell channel's reply can overtake the last output on
+                # iopub; idle comes on iopub after every output of the request.
+                return "".join(out)
+        raise AssertionError(f"no reply in {timeout} s; output so far: {''.join(out)!r}")
+    finally:
+        ws.close()
+
+
+def form(session: requests.Session, url: str, **fields: str) -> requests.Response:
+    """POST a hub form the way a browser does: with the _xsrf token from the page's cookie."""
+    session.get(url, timeout=30)
+    fields["_xsrf"] = session.cookies.get("_xsrf", "")
+    return session.post(url, data=fields, timeout=30, allow_redirects=False)
 
 
 def train(server: Server, kernel: str, code: str) -> dict:

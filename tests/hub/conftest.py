@@ -24,11 +24,17 @@ def engine_and_image():
 
 
 @pytest.fixture(scope="module")
-def hub(engine_and_image, tmp_path_factory):
+def hub_settings() -> dict[str, str]:
+    """More DLLAB_HUB_* settings for a module's hub (a module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def hub(engine_and_image, tmp_path_factory, hub_settings):
     """`python -m dllab.hub start` on a free port; stopped, and its users' volumes removed, after."""
     remove_everything()
     running = Hub(any_free_port(), tmp_path_factory.mktemp("hub"), {})
-    running.env = hub_env(running.state)
+    running.env = {**hub_env(running.state), **hub_settings}
     result = running.start("--admin", "teacher")
     if result.returncode != 0:
         log = running.state / "hub.log"

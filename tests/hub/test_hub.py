@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from dllab import accounts
-from tests.hub.client import TENSORFLOW_STEP, TORCH_STEP, KernelDied, hub_name, train
+from tests.hub.client import TENSORFLOW_STEP, TORCH_STEP, KernelDied, form, hub_name, train
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -82,13 +82,6 @@ def test_a_kernel_past_the_memory_limit_dies_while_server_and_hub_answer(hub, le
     assert server.get("/api/status").status_code == 200
     assert hub.api("GET", "/").status_code == 200
     assert inspect(f"{HUB}-bob")["State"]["Running"]
-
-
-def form(session: requests.Session, url: str, **fields: str) -> requests.Response:
-    """POST a hub form the way a browser does: with the _xsrf token from the page's cookie."""
-    session.get(url, timeout=30)
-    fields["_xsrf"] = session.cookies.get("_xsrf", "")
-    return session.post(url, data=fields, timeout=30, allow_redirects=False)
 
 
 def test_learners_sign_up_and_log_in_once_the_teacher_approves(hub):

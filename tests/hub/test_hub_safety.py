@@ -19,18 +19,11 @@ import requests
 
 from dllab import accounts, containers, variants
 from dllab.variants import ROOT
-from tests.hub.client import Hub, hub_env, hub_name
+from tests.hub.client import Hub, form, hub_env, hub_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 PASSWORD = "a-learners-own-2026!"
-
-
-def form(session: requests.Session, url: str, **fields: str) -> requests.Response:
-    """POST a hub form the way a browser does: with the _xsrf token from the page's cookie."""
-    session.get(url, timeout=30)
-    fields["_xsrf"] = session.cookies.get("_xsrf", "")
-    return session.post(url, data=fields, timeout=30, allow_redirects=False)
 
 
 def login(hub: Hub, name: str, password: str) -> int:

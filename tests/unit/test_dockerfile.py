@@ -50,3 +50,19 @@ def test_hadolint_is_clean():
     for path in (containers.DOCKERFILE, containers.DOCKERFILE.parent / "wheelhouse.Dockerfile"):
         proc = subprocess.run(["hadolint", str(path)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ci_bases_hold_every_package_the_dockerfile_installs():
+    """.ci/base-packages (CI's debootstrap --include) names exactly the apt-ensure packages, so
+    CI's offline builds install nothing; both CI scripts make their bases from it."""
+    ensured = {
+        package
+        for packages in re.findall(r"apt-ensure((?: [a-z0-9][a-z0-9.+-]*)+)", TEXT)
+        for package in packages.split()
+    }
+    listed = (containers.DOCKERFILE.parents[1] / ".ci" / "base-packages").read_text().split("\n")
+    assert {line for line in listed if line and not line.startswith("#")} == ensured
+    assert {"g++", "python3-dev"} <= ensured  # torch.compile's default backend builds C++
+    for script in ("engine", "arm64"):
+        text = (containers.DOCKERFILE.parents[1] / ".ci" / script).read_text()
+        assert '--include="$packages"' in text and "base-packages" in text
