@@ -47,7 +47,7 @@ print(doctor.render(report))
 #   as (`DLLAB_VARIANT`: cpu, cuda or metal), whether it runs in a container, and the NVIDIA
 #   driver the kernel exposes (inside a container: only when it was started with `--gpus`).
 # * One row per target: its version, how it was built (CUDA and cuDNN versions, Metal plugin,
-#   JAX backend) and the devices it sees. `keras[torch]` is Keras with the PyTorch backend.
+#   JAX backend) and the devices it sees. `keras-torch` is Keras with the PyTorch backend.
 # * The last line compares every row with the accelerator the variant promises
 #   (`DLLAB_ACCELERATOR`). A CPU variant promises only the CPU.
 #
@@ -131,7 +131,7 @@ print("torch intra-op threads:    ", torch.get_num_threads())
 # ## Exercises
 #
 # **1.** Write `device_kinds(report, target)`: the set of device kinds (`"cpu"`, `"cuda"`,
-# `"mps"`) that `target` (e.g. `"torch"`, `"keras[jax]"`) sees according to a doctor report.
+# `"mps"`) that `target` (e.g. `"torch"`, `"keras-jax"`) sees according to a doctor report.
 # A target that is missing from the report, or that failed, sees nothing: return an empty set.
 
 

@@ -166,11 +166,11 @@ for backend in KERAS_BACKENDS:
         env=dict(os.environ, KERAS_BACKEND=backend),
     )
     if proc.returncode != 0:
-        print(f"keras[{backend}] failed:", proc.stderr.strip().splitlines()[-1])
+        print(f"keras-{backend} failed:", proc.stderr.strip().splitlines()[-1])
         continue
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    epoch_seconds[f"keras[{backend}]"] = result["epoch_seconds"]
-    print(f"keras[{backend}]: jit_compile={result['jit_compile']}")
+    epoch_seconds[f"keras-{backend}"] = result["epoch_seconds"]
+    print(f"keras-{backend}: jit_compile={result['jit_compile']}")
 
 # %% [markdown]
 # ## Results

@@ -7,6 +7,7 @@ import sys
 
 from dllab import errors, variants
 from dllab.errors import Parser, UserError
+from dllab.frameworks import TARGETS, Target
 
 
 def build_parser() -> Parser:
@@ -21,7 +22,9 @@ def build_parser() -> Parser:
     doctor.add_argument("--train", action="store_true", help="also run a real training step each")
     doctor.add_argument("--json", action="store_true", help="print JSON instead of a table")
     train = sub.add_parser("train", help="a real training step in one framework")
-    train.add_argument("target", help="tensorflow, torch, jax or keras[BACKEND]")
+    train.add_argument(
+        "target", choices=[t.name for t in TARGETS], help="the framework, or keras-BACKEND"
+    )
     train.add_argument(
         "--expect",
         default=None,
@@ -42,11 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "doctor":
             from dllab import doctor
 
-            report = doctor.diagnose(expect, train=args.train)
+            report = doctor.diagnose(expect, train=args.train, log=sys.stderr)
             print(json.dumps(report, indent=2) if args.json else doctor.render(report))
             return 1 if report["problems"] else 0
         from dllab import smoke
-        from dllab.frameworks import Target
 
         result = smoke.train(
             Target.parse(args.target), expect or variants.expected_accelerator() or "cpu"

@@ -10,8 +10,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from dllab import variants
-from dllab.frameworks import TARGETS, TF_CPP_MIN_LOG_LEVEL, Target
+from dllab import gpus, variants
+from dllab.frameworks import RESULT, TARGETS, TF_CPP_MIN_LOG_LEVEL, Target
 
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
 # Seconds per probe or training step, each in a process of its own; DLLAB_PROBE_TIMEOUT raises it
@@ -19,29 +19,72 @@ NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
 PROBE_TIMEOUT = float(os.environ.get("DLLAB_PROBE_TIMEOUT") or 300)
 
 
-def run_child(target: Target, action: str, *args: str, timeout: float = PROBE_TIMEOUT) -> dict:
-    """Run `python -m dllab.frameworks ACTION TARGET ...` and return its JSON result; never raises."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=TF_CPP_MIN_LOG_LEVEL)
+# Frameworks share one GPU: without these, JAX takes 75 % of its memory at start and TF all of
+# it, so a second framework probed beside it finds none. The CUDA image sets them too; a user's
+# own setting wins.
+SHARE_GPU = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+
+
+def child_env(target: Target, environ: dict[str, str]) -> dict[str, str]:
+    """The environment of a child process for `target`."""
+    env = {**SHARE_GPU, **environ, "TF_CPP_MIN_LOG_LEVEL": TF_CPP_MIN_LOG_LEVEL}
     if target.backend:
         env["KERAS_BACKEND"] = target.backend  # read once, at `import keras`: hence a process each
+    return env
+
+
+def run_child(target: Target, action: str, *args: str, timeout: float = PROBE_TIMEOUT) -> dict:
+    """Run `python -m dllab.frameworks ACTION TARGET ...` and return its JSON result; never raises."""
+    env = child_env(target, dict(os.environ))
     cmd = [sys.executable, "-m", "dllab.frameworks", action, target.name, *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"target": target.name, "error": f"timed out after {timeout:.0f} s"}
     for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("DLLAB-RESULT "):
-            return json.loads(line.removeprefix("DLLAB-RESULT "))
+        if line.startswith(RESULT):
+            return json.loads(line.removeprefix(RESULT))
     last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return {"target": target.name, "error": f"crashed (exit {proc.returncode}): {last}"}
 
 
-def nvidia_driver() -> str | None:
-    """The NVIDIA kernel driver version visible here (inside a container: only with --gpus)."""
+def nvidia_smi(*args: str, run=subprocess.run) -> str | None:
+    """nvidia-smi's output for `args`, or None where it is missing or fails (no driver, no GPU)."""
+    try:
+        proc = run(["nvidia-smi", *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def gpu_table(run=subprocess.run) -> str:
+    """nvidia-smi's list of GPUs in the CSV that gpus.parse() reads; empty where there is none."""
+    return nvidia_smi(f"--query-gpu={gpus.QUERY}", "--format=csv,noheader", run=run) or ""
+
+
+def gpu_list(run=subprocess.run) -> list[gpus.Gpu]:
+    """The GPUs the NVIDIA driver shows here (inside a container: those given with --gpus)."""
+    return gpus.parse(gpu_table(run))
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (a container's --cpuset-cpus included)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def nvidia_driver(run=subprocess.run) -> str | None:
+    """The NVIDIA kernel driver version visible here (inside a container: only with --gpus).
+
+    From /proc/driver/nvidia/version, else from nvidia-smi: some sandboxes (gVisor) show the
+    GPU and nvidia-smi but not that file.
+    """
     try:
         text = NVIDIA_DRIVER.read_text()
     except OSError:
-        return None
+        versions = (
+            nvidia_smi("--query-gpu=driver_version", "--format=csv,noheader", run=run) or ""
+        ).split()
+        return versions[0] if versions else None  # one line per GPU, all the same driver
     for word in text.split():
         if word.count(".") >= 1 and word.replace(".", "").isdigit():
             return word

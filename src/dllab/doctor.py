@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
+from typing import TextIO
 
 from dllab import devices, smoke, variants
-from dllab.frameworks import Target
+from dllab.frameworks import TARGETS, Target
 
 
-def diagnose(expect: str | None = None, train: bool = False) -> dict:
-    """The full report: system facts, each framework's view, and problems against `expect`."""
+def diagnose(expect: str | None = None, train: bool = False, log: TextIO | None = None) -> dict:
+    """The full report: system facts, each framework's view, and problems against `expect`.
+
+    Progress goes to `log` (the command line gives stderr, so that --json output stays clean).
+    """
+    log = log or io.StringIO()
     facts = devices.system()
     expect = expect or facts["accelerator"]
+    print(f"dllab doctor: asking {len(TARGETS)} frameworks what they see ...", file=log, flush=True)
     results = devices.probe_all()
     found = problems(results, expect, facts) if expect else []
     if train and expect:
         for result in results:
             if result.get("installed") and not result.get("error"):
-                run = smoke.train(Target.parse(result["target"]), expect)
+                name = result["target"]
+                print(f"dllab doctor: training {name} on {expect} ...", file=log, flush=True)
+                run = smoke.train(Target.parse(name), expect)
                 result["train"] = run
-                found += [f"{result['target']} training: {f}" for f in run["failures"]]
+                found += [f"{name} training: {f}" for f in run["failures"]]
+                verdict = "FAILED" if run["failures"] else "ok"
+                took = f" ({run['seconds']:.1f} s)" if "seconds" in run else ""
+                print(f"dllab doctor: {name}: {verdict}{took}", file=log, flush=True)
     return {"system": facts, "expect": expect, "frameworks": results, "problems": found}
 
 

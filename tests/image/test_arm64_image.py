@@ -97,7 +97,7 @@ def test_doctor_trains_every_framework_the_lock_promises(containers, arm64_image
     }
     for framework in CPU.frameworks:
         if framework == "keras":
-            assert {"keras[tensorflow]", "keras[torch]", "keras[jax]"} <= trained, trained
+            assert {"keras-tensorflow", "keras-torch", "keras-jax"} <= trained, trained
         else:
             assert framework in trained, trained
     pins = locks.pins(CPU.lock(PLATFORM))

@@ -30,9 +30,9 @@ def test_doctor_inside_reports_cpu_for_every_framework(containers, cpu_image):
         "tensorflow",
         "torch",
         "jax",
-        "keras[tensorflow]",
-        "keras[torch]",
-        "keras[jax]",
+        "keras-tensorflow",
+        "keras-torch",
+        "keras-jax",
     } <= names
 
 

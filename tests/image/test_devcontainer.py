@@ -72,7 +72,7 @@ def test_cpu_devcontainer_opens_and_its_frameworks_see_and_train_on_the_cpu(cpu_
     doctor = cpu_devcontainer("python", "-m", "dllab", "doctor", "--expect", "cpu")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "OK: every installed framework sees cpu" in doctor.stdout
-    train = cpu_devcontainer("python", "-m", "dllab", "train", "keras[torch]", "--expect", "cpu")
+    train = cpu_devcontainer("python", "-m", "dllab", "train", "keras-torch", "--expect", "cpu")
     assert train.returncode == 0, train.stdout + train.stderr
     assert json.loads(train.stdout)["failures"] == []
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 
 import pytest
 
-from dllab import doctor, smoke, variants
+from dllab import devices, doctor, smoke, variants
 from dllab.__main__ import main
-from dllab.frameworks import TARGETS
+from dllab.frameworks import TARGETS, Target
 from tests.support import require_frameworks
 
 LINUX = {"platform": "linux-x86_64", "variant": None, "nvidia_driver": None}
@@ -31,7 +32,7 @@ def seen(target, *kinds, **build):
 
 def test_cpu_expected_and_seen_is_no_problem():
     """Frameworks that see the CPU pass --expect cpu."""
-    assert doctor.problems([seen("torch", "cpu"), seen("keras[torch]", "cpu")], "cpu", LINUX) == []
+    assert doctor.problems([seen("torch", "cpu"), seen("keras-torch", "cpu")], "cpu", LINUX) == []
 
 
 def test_cuda_build_without_driver_says_run_with_gpus_all():
@@ -60,10 +61,10 @@ def test_driver_visible_but_no_gpu_names_the_driver_and_its_floor():
 
 def test_keras_must_place_tensors_on_the_accelerator_not_merely_see_it():
     """Keras passes only when its first (placement) device is the promised one."""
-    keras_on_cpu = {**seen("keras[torch]", "cpu", backend="torch")}
+    keras_on_cpu = {**seen("keras-torch", "cpu", backend="torch")}
     keras_on_cpu["devices"].append({"name": "cuda:0", "kind": "cuda"})
     [problem] = doctor.problems([keras_on_cpu], "cuda", LINUX)
-    assert problem.startswith("keras[torch] sees no cuda") and "fix torch first" in problem
+    assert problem.startswith("keras-torch sees no cuda") and "fix torch first" in problem
 
 
 def test_tensorflow_without_metal_plugin_on_a_mac_says_install_it():
@@ -152,6 +153,7 @@ def test_render_lists_each_framework_and_the_verdict():
             "dllab: unknown accelerator 'gpu': choose one of cpu, cuda, mps",
         ),
         (["frobnicate"], "dllab: argument command: invalid choice"),
+        (["train", "keras[jax]"], "dllab: argument target: invalid choice: 'keras[jax]'"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_2(capsys, argv, message):
@@ -181,3 +183,39 @@ def test_with_no_framework_installed_doctor_says_where_they_are():
     results = [{"target": t.name, "installed": False} for t in TARGETS]
     [found] = doctor.problems(results, "cpu", {"variant": None})
     assert "no framework is installed here" in found and "invoke doctor --variant cpu" in found
+
+
+def test_training_shows_a_line_per_framework_as_it_starts_and_ends(monkeypatch):
+    """--train says which framework trains now and how it went, on the log (stderr), not in the report."""
+    probes = [seen("torch", "cpu"), seen("jax", "cpu")]
+    monkeypatch.setattr(devices, "probe_all", lambda: probes)
+    monkeypatch.setattr(
+        smoke, "train", lambda target, accelerator: {"failures": [], "seconds": 1.25}
+    )
+    log = io.StringIO()
+    found = doctor.diagnose("cpu", train=True, log=log)
+    assert found["problems"] == []
+    assert log.getvalue().splitlines() == [
+        f"dllab doctor: asking {len(TARGETS)} frameworks what they see ...",
+        "dllab doctor: training torch on cpu ...",
+        "dllab doctor: torch: ok (1.2 s)",
+        "dllab doctor: training jax on cpu ...",
+        "dllab doctor: jax: ok (1.2 s)",
+    ]
+
+
+def test_target_names_are_shell_and_docker_safe_and_parse_back():
+    """Every target's name parses back to it, and none holds a character a shell globs or Docker refuses."""
+    for target in TARGETS:
+        assert Target.parse(target.name) == target
+        assert not set(target.name) & set("[]*? ")
+    assert Target.parse("keras-jax") == Target("keras", "jax")
+
+
+def test_children_share_one_gpu_unless_the_user_says_otherwise():
+    """Each child asks JAX and TF not to take the whole GPU; the user's own setting wins."""
+    env = devices.child_env(Target("keras", "jax"), {"XLA_PYTHON_CLIENT_PREALLOCATE": "true"})
+    assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "true"
+    assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    assert env["KERAS_BACKEND"] == "jax"
+    assert devices.child_env(Target("jax"), {})["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"

@@ -1,10 +1,11 @@
 """The frameworks dllab checks: the targets, and what every plugin module shares.
 
-The ground floor of dllab: nothing here imports the rest of it. Each framework is a plugin
-module beside this one (tensorflow.py, torch.py, jax.py, keras.py) with the same three
-functions, probe(), train(accelerator) and bench(accelerator, settings), as `plugin.Plugin`
-types them; `python -m dllab.frameworks` runs one of them in a fresh process, and
-`timing.py` is how their bench() measures.
+The ground floor of dllab: nothing here imports the rest of it, and this file needs only the
+standard library (workers.py imports it on a host without NumPy). Each framework is a plugin
+module beside this one (tensorflow.py, torch.py, jax.py, keras.py) with the same four
+functions, probe(), train(accelerator), bench(accelerator, settings) and deterministic(), as
+`plugin.Plugin` types them; `python -m dllab.frameworks` runs one of them in a fresh process,
+and `timing.py` is how their bench() measures.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ from __future__ import annotations
 import importlib.util
 import platform
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 KERAS_BACKENDS = ("tensorflow", "torch", "jax")
+# The last line a child process prints (a probe, a training step, a worker): RESULT + one JSON.
+RESULT = "DLLAB_RESULT "
+# The targets `invoke train` runs data-parallel, each with its own engine (train_worker.py).
+FRAMEWORKS = ("torch", "tensorflow", "keras-jax")
 # TF's C++ log level in every child process: 2 keeps its start-up INFO and WARNING lines out of reports.
 TF_CPP_MIN_LOG_LEVEL = "2"
 
@@ -29,7 +36,8 @@ class Target:
 
     @property
     def name(self) -> str:
-        return f"keras[{self.backend}]" if self.backend else self.framework
+        # keras-jax, not keras[jax]: zsh reads [...] as a glob, and Docker names refuse brackets.
+        return f"keras-{self.backend}" if self.backend else self.framework
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -41,10 +49,9 @@ class Target:
 
     @classmethod
     def parse(cls, name: str) -> Target:
-        """`torch` -> Target('torch'); `keras[jax]` -> Target('keras', 'jax')."""
-        if name.startswith("keras[") and name.endswith("]"):
-            return cls("keras", name[6:-1])
-        return cls(name)
+        """`torch` -> Target('torch'); `keras-jax` -> Target('keras', 'jax')."""
+        framework, _, backend = name.partition("-")
+        return cls(framework, backend or None)
 
 
 TARGETS = (
@@ -68,11 +75,21 @@ def device_kind(name: str) -> str:
 
 def toy_data(n: int = 256, features: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A small, learnable two-class problem made locally: X (n, features) float32, y (n,) int64."""
+    import numpy as np  # here, not at the top: see the module's docstring
+
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, features)).astype(np.float32)
     w = rng.normal(size=(features,)).astype(np.float32)
     y = (X @ w > 0).astype(np.int64)
     return X, y
+
+
+def fan_in_scale(shape: tuple[int, ...]) -> float:
+    """1/sqrt(fan-in) of a weight of `shape` (its last axis is the output): the usual init scale."""
+    fan_in = 1
+    for size in shape[:-1]:
+        fan_in *= size
+    return fan_in**-0.5
 
 
 STEPS = 20

@@ -9,7 +9,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, cast
 
-from dllab.frameworks import Target
+from dllab.frameworks import RESULT, Target
 from dllab.frameworks.plugin import Plugin
 
 if TYPE_CHECKING:  # every plugin module is a Plugin: mypy holds each against the Protocol
@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
         last = traceback.format_exception_only(exc)[-1].strip()
         result = {"error": last}
     result.update(target=target.name, seconds=round(time.perf_counter() - start, 3))
-    print("DLLAB-RESULT " + json.dumps(result), flush=True)
+    print(RESULT + json.dumps(result), flush=True)
     return 0
 
 

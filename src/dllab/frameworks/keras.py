@@ -2,9 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import os
+
 from dllab.frameworks import HIDDEN, LR, STEPS, device_kind, toy_data
-from dllab.frameworks.plugin import Bench, Measurements, Probe, Settings, Timing, Training
-from dllab.frameworks.timing import measure, per_dtype
+from dllab.frameworks.plugin import Bench, Measurements, Probe, Rate, Training
+from dllab.frameworks.timing import begin, measure, per_dtype
+
+
+def mlp(features: int, hidden: int, classes: int, depth: int = 2):
+    """The Keras MLP all of dllab trains (labs, workers, doctor, bench): `depth` ReLU layers, then logits."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.Input((features,)),
+            *(keras.layers.Dense(hidden, activation="relu") for _ in range(depth)),
+            keras.layers.Dense(classes),
+        ]
+    )
+
+
+def compile_sgd(net, lr: float, momentum: float = 0.0, metrics: tuple[str, ...] = ()):
+    """Compile `net` for plain (or momentum) SGD on integer labels and logits; return it."""
+    import keras
+
+    net.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=momentum),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=list(metrics),
+    )
+    return net
+
+
+def deterministic() -> None:
+    """The backend's switches: Keras has none of its own beyond keras.utils.set_random_seed."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    importlib.import_module(f"dllab.frameworks.{backend}").deterministic()
 
 
 def _where(tensor) -> str:
@@ -26,21 +61,12 @@ def probe() -> Probe:
 
 
 def train(accelerator: str = "cpu") -> Training:
+    deterministic()
     import keras
 
     X, y = toy_data()
     keras.utils.set_random_seed(0)
-    net = keras.Sequential(
-        [
-            keras.Input((X.shape[1],)),
-            keras.layers.Dense(HIDDEN, activation="relu"),
-            keras.layers.Dense(2),
-        ]
-    )
-    net.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=LR),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    net = compile_sgd(mlp(X.shape[1], HIDDEN, 2, depth=1), LR)
     before = keras.ops.convert_to_numpy(net.weights[0].value).copy()
     losses = [float(net.train_on_batch(X, y)) for _ in range(STEPS)]
     where = _where(net.weights[0].value)
@@ -55,32 +81,20 @@ def train(accelerator: str = "cpu") -> Training:
 
 def bench(accelerator: str, settings: str) -> Bench:
     """Import time, MLP and CNN training samples/s, then matmul FLOP/s (for `dllab bench`)."""
-    import contextlib
-    import importlib
-    import json
-    import time
-
-    start = time.perf_counter()
-    import keras
-
-    import_s = time.perf_counter() - start
-
-    s: Settings = json.loads(settings)
+    keras, import_s, s = begin("keras", settings, deterministic)
     backend = keras.backend.backend()
     keras.utils.set_random_seed(0)
     (c1, c2), hidden, image = s["channels"], s["hidden"], s["image"]
     layers = keras.layers
 
-    def train(net) -> Timing:
-        net.compile(
-            optimizer=keras.optimizers.SGD(learning_rate=s["lr"]),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
+    def train(net) -> Rate:
+        compile_sgd(net, s["lr"])
         # train_on_batch returns the loss as a Python float: each step is already synchronised.
         return measure(lambda: net.train_on_batch(X, y), lambda _: None, s["batch"], s)
 
-    def matmul(dtype: str) -> Timing:
-        # Strict float32 unless TF32 is what is measured, set where the backend decides it.
+    def matmul(dtype: str) -> Rate:
+        # Strict float32 unless TF32 is what is measured, set where the backend decides it;
+        # bfloat16 and float16 keep the backend's own precision.
         tf32 = dtype == "tfloat32"
         precision = contextlib.nullcontext()
         if backend == "tensorflow":
@@ -91,7 +105,7 @@ def bench(accelerator: str, settings: str) -> Bench:
             import torch
 
             torch.backends.cuda.matmul.allow_tf32 = tf32
-        elif backend == "jax":
+        elif backend == "jax" and dtype in ("float32", "tfloat32"):
             import jax
 
             precision = jax.default_matmul_precision("tensorfloat32" if tf32 else "float32")
@@ -103,7 +117,7 @@ def bench(accelerator: str, settings: str) -> Bench:
                 # via float32: NumPy has no bfloat16 of its own
                 lambda c: keras.ops.convert_to_numpy(keras.ops.cast(c[0, 0], "float32")),
                 2 * n**3,
-                s,
+                s["matmul_repeats"],
             )
 
     n = s["n"]
@@ -114,16 +128,7 @@ def bench(accelerator: str, settings: str) -> Bench:
         X, y = (keras.ops.convert_to_tensor(a) for a in toy_data(s["batch"], image**2))
         # Training first: its first step is then the real first step after import.
         results: Measurements = {
-            "mlp": train(
-                keras.Sequential(
-                    [
-                        keras.Input((X.shape[1],)),
-                        layers.Dense(hidden, activation="relu"),
-                        layers.Dense(hidden, activation="relu"),
-                        layers.Dense(s["classes"]),
-                    ]
-                )
-            ),
+            "mlp": train(mlp(X.shape[1], hidden, s["classes"])),
             "cnn": train(
                 keras.Sequential(
                     [

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import NotRequired, Protocol, Required, TypedDict
 
 
-class Device(TypedDict):
+class DeviceSeen(TypedDict):
     """One device a framework can see."""
 
     name: str  # as the framework names it: '/physical_device:GPU:0', 'cuda:0', 'TFRT_CPU_0'
@@ -19,23 +19,23 @@ class Device(TypedDict):
     capability: NotRequired[str]  # CUDA compute capability, e.g. "9.0" (torch)
 
 
-class Outcome(TypedDict, total=False):
+class ChildResult(TypedDict, total=False):
     """What the child process adds to every result."""
 
-    target: str  # the Target's name: torch, keras[jax], ...
+    target: str  # the Target's name: torch, keras-jax, ...
     error: str | None  # the last line of the exception, or None: never a traceback
     seconds: float  # how long the action took, import included
 
 
-class Probe(Outcome):
+class Probe(ChildResult):
     """probe(): the framework's version, how it was built, and the devices it sees."""
 
     version: Required[str]
     build: Required[dict[str, str | int | bool | None]]  # cuda, cudnn, metal_plugin, backend, ...
-    devices: Required[list[Device]]  # Keras: one, the device it places tensors on
+    devices: Required[list[DeviceSeen]]  # Keras: one, the device it places tensors on
 
 
-class Training(Outcome):
+class Training(ChildResult):
     """train(accelerator): where a few real training steps ran, and whether they learned."""
 
     device: Required[str]
@@ -73,13 +73,15 @@ class Settings(Mode, Model):
     """What `dllab bench` asks each bench() to measure, passed as JSON."""
 
     mode: str  # full | quick | tiny
+    deterministic: bool  # each framework's determinism switches on (bench --deterministic)
     n: int  # matmul size
+    matmul_repeats: Repeats  # how each matmul is repeated: short repeats, the best is its figure
     dtypes: list[str]  # matmul dtypes
     cnn_flat: int  # the CNN's features after its last pooling
     note: str
 
 
-class Timing(TypedDict):
+class Rate(TypedDict):
     """A rate measured by timing.measure(): work per second."""
 
     median: float
@@ -91,7 +93,7 @@ class Timing(TypedDict):
 
 
 class Matmul(TypedDict, total=False):
-    """One dtype's matmul: a Timing in FLOP/s and its size, or the error that stopped it."""
+    """One dtype's matmul: a Rate in FLOP/s (max: the best repeat) and its size, or its error."""
 
     n: int
     median: float
@@ -101,18 +103,18 @@ class Matmul(TypedDict, total=False):
     steady_s: float
     calls_per_repeat: int
     error: str
-    peak_fraction: float | None  # added by `dllab bench`, which knows the device's peak
+    peak_fraction: float | None  # max / peak, added by `dllab bench`, which knows the peak
 
 
 class Measurements(TypedDict):
     """What bench() measures after the import, in this order: training first, then matmul."""
 
-    mlp: Timing  # samples/s
-    cnn: Timing
+    mlp: Rate  # samples/s
+    cnn: Rate
     matmul: dict[str, Matmul]  # by dtype
 
 
-class Bench(Outcome):
+class Bench(ChildResult):
     """bench(accelerator, settings): start-up cost, training samples/s and matmul FLOP/s."""
 
     version: Required[str]
@@ -120,8 +122,8 @@ class Bench(Outcome):
     device_kind: Required[str]
     device_name: Required[str | None]  # the GPU's model, which names its peak
     import_s: Required[float]
-    mlp: Required[Timing]  # samples/s
-    cnn: Required[Timing]
+    mlp: Required[Rate]  # samples/s
+    cnn: Required[Rate]
     matmul: Required[dict[str, Matmul]]  # by dtype
     backend: NotRequired[str]  # Keras only
     backend_version: NotRequired[str]
@@ -140,4 +142,8 @@ class Plugin(Protocol):
 
     def bench(self, accelerator: str, settings: str) -> Bench:
         """Import time, MLP and CNN samples/s and matmul FLOP/s; `settings` is Settings as JSON."""
+        ...
+
+    def deterministic(self) -> None:
+        """Turn on the switches that make the same seed give bit-identical results on one machine."""
         ...

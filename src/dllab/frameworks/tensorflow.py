@@ -5,9 +5,17 @@ from __future__ import annotations
 import importlib.metadata
 import os
 
-from dllab.frameworks import HIDDEN, LR, STEPS, TF_CPP_MIN_LOG_LEVEL, device_kind, toy_data
-from dllab.frameworks.plugin import Bench, Device, Measurements, Probe, Settings, Timing, Training
-from dllab.frameworks.timing import measure, per_dtype
+from dllab.frameworks import (
+    HIDDEN,
+    LR,
+    STEPS,
+    TF_CPP_MIN_LOG_LEVEL,
+    device_kind,
+    fan_in_scale,
+    toy_data,
+)
+from dllab.frameworks.plugin import Bench, DeviceSeen, Measurements, Probe, Rate, Training
+from dllab.frameworks.timing import begin, measure, per_dtype
 
 # Before TF is imported: keep its C++ start-up chatter out of reports.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", TF_CPP_MIN_LOG_LEVEL)
@@ -19,9 +27,9 @@ def probe() -> Probe:
     import tensorflow as tf
 
     info = tf.sysconfig.get_build_info()
-    devices: list[Device] = []
+    devices: list[DeviceSeen] = []
     for dev in tf.config.list_physical_devices():
-        entry: Device = {"name": dev.name, "kind": device_kind(dev.device_type)}
+        entry: DeviceSeen = {"name": dev.name, "kind": device_kind(dev.device_type)}
         if dev.device_type == "GPU":
             entry["model"] = tf.config.experimental.get_device_details(dev).get("device_name")
         devices.append(entry)
@@ -40,9 +48,17 @@ def probe() -> Probe:
     }
 
 
+def deterministic() -> None:
+    """TF's op determinism: deterministic kernels (an op that has none raises), one op at a time."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+
+
 def train(accelerator: str = "cpu") -> Training:
     import tensorflow as tf
 
+    deterministic()
     X, y = toy_data()
     tf.random.set_seed(0)
     with tf.device(TF_DEVICES[accelerator]):
@@ -75,24 +91,13 @@ def train(accelerator: str = "cpu") -> Training:
 
 def bench(accelerator: str, settings: str) -> Bench:
     """Import time, MLP and CNN training samples/s, then matmul FLOP/s (for `dllab bench`)."""
-    import json
-    import time
-
-    start = time.perf_counter()
-    import tensorflow as tf
-
-    import_s = time.perf_counter() - start
-
-    s: Settings = json.loads(settings)
+    tf, import_s, s = begin("tensorflow", settings, deterministic)
     tf.random.set_seed(0)
     (c1, c2), hidden, image = s["channels"], s["hidden"], s["image"]
 
     def weights(*shape: int) -> list:
-        fan_in = 1
-        for size in shape[:-1]:
-            fan_in *= size
         return [
-            tf.Variable(tf.random.normal(shape, stddev=fan_in**-0.5)),
+            tf.Variable(tf.random.normal(shape, stddev=fan_in_scale(shape))),
             tf.Variable(tf.zeros(shape[-1])),
         ]
 
@@ -107,7 +112,7 @@ def bench(accelerator: str, settings: str) -> Bench:
             h = tf.nn.max_pool2d(tf.nn.relu(tf.nn.conv2d(h, w, 1, "VALID") + b), 2, 2, "VALID")
         return tf.reshape(h, (-1, s["cnn_flat"])) @ p[4] + p[5]
 
-    def train(forward, params: list) -> Timing:
+    def train(forward, params: list) -> Rate:
         @tf.function  # a traced graph, as TF code meant to be fast is written
         def step():
             with tf.GradientTape() as tape:
@@ -122,12 +127,12 @@ def bench(accelerator: str, settings: str) -> Bench:
 
         return measure(step, lambda loss: loss.numpy(), s["batch"], s)
 
-    def matmul(dtype: str) -> Timing:
+    def matmul(dtype: str) -> Rate:
         # TF's default is TF32 on Ampere and later: off, unless TF32 is what is measured
         tf.config.experimental.enable_tensor_float_32_execution(dtype == "tfloat32")
         kind = tf.float32 if dtype == "tfloat32" else tf.as_dtype(dtype)
         a, b = (tf.cast(tf.random.normal((n, n)), kind) for _ in range(2))
-        return measure(lambda: a @ b, lambda c: c[0, 0].numpy(), 2 * n**3, s)
+        return measure(lambda: a @ b, lambda c: c[0, 0].numpy(), 2 * n**3, s["matmul_repeats"])
 
     n = s["n"]
     with tf.device(TF_DEVICES[accelerator]):

@@ -1,19 +1,38 @@
-"""How every plugin's bench() times a step: first call, warm-up, then the median of repeats."""
+"""How every plugin's bench() starts and times a step: first call, warm-up, then the median of repeats."""
 
 from __future__ import annotations
 
+import importlib
+import json
 import statistics
 import time
 import traceback
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
-from dllab.frameworks.plugin import Matmul, Repeats, Settings, Timing
+from dllab.frameworks.plugin import Matmul, Rate, Repeats, Settings
+
+
+def begin(
+    framework: str, settings: str, deterministic: Callable[[], None]
+) -> tuple[ModuleType, float, Settings]:
+    """Every bench()'s start: (the framework imported, seconds the import took, the settings).
+
+    The determinism switches, if asked for, go on before anything runs.
+    """
+    start = time.perf_counter()
+    module = importlib.import_module(framework)
+    import_s = time.perf_counter() - start
+    s: Settings = json.loads(settings)
+    if s.get("deterministic"):
+        deterministic()
+    return module, import_s, s
 
 
 def measure(
     step: Callable[[], Any], sync: Callable[[Any], object], work: float, s: Repeats
-) -> Timing:
+) -> Rate:
     """Time `step()`: its first call, then after warm-up the median rate of `work` per second."""
     start = time.perf_counter()
     sync(step())
@@ -43,7 +62,7 @@ def measure(
     }
 
 
-def per_dtype(s: Settings, run: Callable[[str], Timing]) -> dict[str, Matmul]:
+def per_dtype(s: Settings, run: Callable[[str], Rate]) -> dict[str, Matmul]:
     """`run(dtype)` for each matmul dtype; one that fails is recorded with its error, the rest go on."""
     found: dict[str, Matmul] = {}
     for dtype in s["dtypes"]:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 from dllab.frameworks import HIDDEN, LR, STEPS, toy_data
-from dllab.frameworks.plugin import Bench, Device, Probe, Settings, Timing, Training
-from dllab.frameworks.timing import measure, per_dtype
+from dllab.frameworks.plugin import Bench, DeviceSeen, Probe, Rate, Training
+from dllab.frameworks.timing import begin, measure, per_dtype
 
 
 def probe() -> Probe:
     import torch
 
-    devices: list[Device] = [{"name": "cpu", "kind": "cpu"}]
+    devices: list[DeviceSeen] = [{"name": "cpu", "kind": "cpu"}]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             major, minor = torch.cuda.get_device_capability(i)
@@ -35,9 +37,29 @@ def probe() -> Probe:
     }
 
 
+def deterministic() -> None:
+    """Deterministic kernels only (an op that has none raises), and a fixed cuBLAS workspace."""
+    # cuBLAS reads this when it makes its first handle: with it, its GEMMs repeat bit for bit.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    import torch
+
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False  # benchmark mode may pick another kernel each run
+
+
+def sgd_step(net, optimizer, loss_fn, X, y):
+    """One step of plain SGD; the loss, still on the device."""
+    optimizer.zero_grad()
+    loss = loss_fn(net(X), y)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def train(accelerator: str = "cpu") -> Training:
     import torch
 
+    deterministic()
     X, y = toy_data()
     torch.manual_seed(0)
     device = torch.device(accelerator)
@@ -48,13 +70,8 @@ def train(accelerator: str = "cpu") -> Training:
     before = net[0].weight.detach().clone()
     optimizer = torch.optim.SGD(net.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
-    losses = []
-    for _ in range(STEPS):
-        optimizer.zero_grad()
-        loss = loss_fn(net(X), y)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())  # .item() also waits for the device to finish the step
+    # .item() also waits for the device to finish the step
+    losses = [sgd_step(net, optimizer, loss_fn, X, y).item() for _ in range(STEPS)]
     weight = net[0].weight
     return {
         "device": str(weight.device),
@@ -66,16 +83,8 @@ def train(accelerator: str = "cpu") -> Training:
 
 def bench(accelerator: str, settings: str) -> Bench:
     """Import time, MLP and CNN training samples/s, then matmul FLOP/s (for `dllab bench`)."""
-    import json
-    import time
-
-    start = time.perf_counter()
-    import torch
-    from torch import nn
-
-    import_s = time.perf_counter() - start
-
-    s: Settings = json.loads(settings)
+    torch, import_s, s = begin("torch", settings, deterministic)
+    nn = torch.nn
     torch.manual_seed(0)
     device = torch.device(accelerator)
     sync = {"cuda": torch.cuda.synchronize, "mps": torch.mps.synchronize}.get(accelerator)
@@ -87,19 +96,11 @@ def bench(accelerator: str, settings: str) -> Bench:
     X, y = toy_data(s["batch"], s["image"] ** 2)
     X, y = torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)
 
-    def train(net: nn.Module) -> Timing:
+    def train(net) -> Rate:
         net.to(device)
         optimizer = torch.optim.SGD(net.parameters(), lr=s["lr"])
         loss_fn = nn.CrossEntropyLoss()
-
-        def step():
-            optimizer.zero_grad()
-            loss = loss_fn(net(X), y)
-            loss.backward()
-            optimizer.step()
-            return loss
-
-        return measure(step, wait, s["batch"], s)
+        return measure(lambda: sgd_step(net, optimizer, loss_fn, X, y), wait, s["batch"], s)
 
     (c1, c2), hidden = s["channels"], s["hidden"]
     # Training first: its first step is then the real first step after import.
@@ -126,12 +127,12 @@ def bench(accelerator: str, settings: str) -> Bench:
         )
     )
 
-    def matmul(dtype: str) -> Timing:
+    def matmul(dtype: str) -> Rate:
         # torch's float32 matmul is strict by default; TF32 only when that is what is measured
         torch.backends.cuda.matmul.allow_tf32 = dtype == "tfloat32"
         kind = torch.float32 if dtype == "tfloat32" else getattr(torch, dtype)
         a, b = (torch.randn(n, n, device=device, dtype=kind) for _ in range(2))
-        return measure(lambda: a @ b, wait, 2 * n**3, s)
+        return measure(lambda: a @ b, wait, 2 * n**3, s["matmul_repeats"])
 
     n = s["n"]
     return {
