@@ -152,8 +152,8 @@ check.close(
 # %% [markdown]
 # **2.** Write `build_net(num_features, num_classes, hidden)` with Keras's **functional API**
 # (`keras.Input`, layers called on tensors, `keras.Model(inputs, outputs)`): the same
-# architecture as `build_net` in `keras_mlp.py` (two `hidden`-wide ReLU layers, then
-# `num_classes` logits).
+# architecture as the one `keras_mlp.py` trains, `dllab.frameworks.keras.mlp` (two
+# `hidden`-wide ReLU layers, then `num_classes` logits).
 
 
 # %%

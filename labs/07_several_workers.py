@@ -141,9 +141,9 @@ def launch(framework: str, n: int, epochs: int = epochs) -> list[dict]:
                 f"a {framework} worker failed:\n" + "\n".join(out.splitlines()[-40:])
             )
         results += [
-            json.loads(line[len(train_worker.RESULT_PREFIX) :])
+            json.loads(line[len(train_worker.RESULT) :])
             for line in out.splitlines()
-            if line.startswith(train_worker.RESULT_PREFIX)
+            if line.startswith(train_worker.RESULT)
         ]
     return sorted(results, key=lambda r: r["rank"])
 

@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ star
 import keras
 
 from dllab import labs
+from dllab.frameworks.keras import compile_sgd, mlp
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -34,18 +35,6 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self.start)
 
 
-def build_net(num_features, num_classes, hidden):
-    """The MLP every framework trains in labs 03-06: two ReLU layers, then logits."""
-    return keras.Sequential(
-        [
-            keras.Input((num_features,)),
-            keras.layers.Dense(hidden, activation="relu"),
-            keras.layers.Dense(hidden, activation="relu"),
-            keras.layers.Dense(num_classes),
-        ]
-    )
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
@@ -56,12 +45,9 @@ def main():
 
     X_train, X_test, y_train, y_test = labs.digits()
     keras.utils.set_random_seed(0)  # same seed, but each backend draws different numbers from it
-    net = build_net(X_train.shape[1], 10, args.hidden)
-    net.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=args.lr, momentum=0.9),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    # The MLP every framework trains in labs 03-06 (and dllab's workers): two ReLU layers, then logits.
+    net = mlp(X_train.shape[1], args.hidden, 10)
+    compile_sgd(net, args.lr, momentum=0.9, metrics=("accuracy",))
     timer = EpochTimer()
     net.fit(
         X_train,

@@ -23,7 +23,7 @@ from jupyterhub.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 import docker
-from dllab import accounts, containers, variants
+from dllab import accounts, containers, gpus, variants
 from dllab import hub as dllab_hub
 from dllab.progress import service as progress
 
@@ -158,16 +158,13 @@ c.Spawner.http_timeout = 120
 
 
 def _gpu_for(client, learner: str) -> str:
-    """The GPU a learner's server gets: the one fewest running hub servers use (ties: lowest)."""
-    load = dict.fromkeys(GPUS, 0)
-    for container in client.containers.list(filters={"label": f"dllab.hub={NAME}"}):
-        gpu = container.labels.get("dllab.gpu")
-        if gpu in load and container.labels.get("dllab.learner") != learner:
-            load[gpu] += 1
-    gpu = min(GPUS, key=lambda g: (load[g], GPUS.index(g)))
-    if GPU_USERS and load[gpu] >= GPU_USERS:
-        raise RuntimeError(f"every GPU already serves {GPU_USERS} learners: try again later")
-    return gpu
+    """The GPU a learner's server gets: the one fewest running hub servers use (dllab.gpus.pick)."""
+    running = client.containers.list(filters={"label": f"dllab.hub={NAME}"})
+    servers = [(s.labels.get("dllab.gpu"), s.labels.get("dllab.learner")) for s in running]
+    try:
+        return gpus.pick(GPUS, gpus.load(servers, GPUS, learner), GPU_USERS)
+    except gpus.NoGpu as exc:
+        raise RuntimeError(str(exc)) from None
 
 
 def pre_spawn_hook(spawner) -> None:

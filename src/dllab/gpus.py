@@ -65,7 +65,7 @@ def pick(gpus: Sequence[str], load: Mapping[str, int], cap: int = 0) -> str:
         raise NoGpu("no GPU to hand out: check nvidia-smi on the host, or set DLLAB_HUB_GPUS")
     gpu = min(gpus, key=lambda g: (load.get(g, 0), gpus.index(g)))
     if cap and load.get(gpu, 0) >= cap:
-        raise NoGpu(f"every GPU already serves {cap} users: try again later")
+        raise NoGpu(f"every GPU already serves {cap} learners: try again later")
     return gpu
 
 

@@ -27,7 +27,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from dllab import accounts, containers, private, variants
+from dllab import accounts, containers, devices, gpus, private, variants
 from dllab.containers import Owner, Runner
 from dllab.errors import Parser, UserError, report, task_command
 from dllab.variants import ROOT
@@ -193,14 +193,7 @@ def running_pid(paths: Paths) -> int | None:
 
 def gpu_ids() -> str:
     """The GPUs to hand out, one per learner's server: DLLAB_HUB_GPUS, else nvidia-smi's list."""
-    if os.environ.get("DLLAB_HUB_GPUS"):
-        return os.environ["DLLAB_HUB_GPUS"]
-    if shutil.which("nvidia-smi"):
-        listed = Runner()(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"])
-        ids = [line.strip() for line in listed.out.splitlines() if line.strip().isdigit()]
-        if listed.ok and ids:
-            return ",".join(ids)
-    return "0"
+    return os.environ.get("DLLAB_HUB_GPUS") or ",".join(gpus.ids(devices.gpu_list())) or "0"
 
 
 # --- start / stop / remove-volumes ----------------------------------------------------------------

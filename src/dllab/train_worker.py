@@ -13,9 +13,12 @@ initial weights come from a seeded NumPy generator, and each global batch of `--
 rows is split into equal contiguous shards, one per worker: so N workers compute exactly the
 gradient of one worker on the same global batch (up to float rounding in the all-reduce).
 
-The last line of stdout is `DLLAB_RESULT {json}`: rank, world size, final loss (on the whole
-data set, computed with NumPy from the final weights), the SHA-256 of the final weights, and
-throughput.
+Each engine's determinism switches are on (dllab.frameworks.<engine>.deterministic): the same
+seed and image give the same losses and weights, bit for bit, run after run.
+
+The last line of stdout is `DLLAB_RESULT {json}`: rank, world size, the loss after each epoch
+and the final one (on the whole data set, computed with NumPy from the weights), the SHA-256 of
+the final weights, and throughput.
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ import time
 
 import numpy as np
 
+from dllab.frameworks import FRAMEWORKS, RESULT
+
 STARTED = time.perf_counter()  # start-up cost = imports + joining the group, until the first step
 
-FRAMEWORKS = ("torch", "tensorflow", "keras-jax")
-RESULT_PREFIX = "DLLAB_RESULT "
 FEATURES = 32
 CLASSES = 4
 
@@ -113,6 +116,9 @@ def train_torch(args, X, y, init) -> dict:
     import torch
     import torch.distributed as dist
 
+    from dllab.frameworks import torch as plugin
+
+    plugin.deterministic()
     torch.set_num_threads(threads())
     distributed = "WORLD_SIZE" in os.environ  # set by torchrun
     rank = int(os.environ.get("RANK", 0))
@@ -145,7 +151,7 @@ def train_torch(args, X, y, init) -> dict:
     Xl, yl = torch.from_numpy(Xl).to(device), torch.from_numpy(yl).to(device)
     engine = f"torch DDP {backend}" if distributed else "torch (one process)"
     startup = ready(rank, world, engine)
-    epoch_seconds = []
+    epoch_seconds, snapshots = [], []
     for _ in range(args.epochs):
         start = time.perf_counter()
         for s in range(steps):
@@ -158,11 +164,12 @@ def train_torch(args, X, y, init) -> dict:
             torch.cuda.synchronize()
         epoch_seconds.append(time.perf_counter() - start)
         progress(rank, len(epoch_seconds), args.epochs, epoch_seconds[-1], args)
-    weights = [p.detach().cpu().numpy() for p in net.parameters()]
-    weights = [w.T if w.ndim == 2 else w for w in weights]
+        # a copy: on the CPU .numpy() shares the parameter's memory, which the next step changes
+        snapshots.append([p.detach().cpu().numpy().copy() for p in net.parameters()])
     if distributed:
         dist.destroy_process_group()
-    return dict(rank=rank, world=world, engine=engine, device=str(device), weights=weights,
+    snapshots = [[w.T if w.ndim == 2 else w for w in ws] for ws in snapshots]  # torch: (out, in)
+    return dict(rank=rank, world=world, engine=engine, device=str(device), snapshots=snapshots,
                 epoch_seconds=epoch_seconds, startup_seconds=startup)  # fmt: skip
 
 
@@ -186,6 +193,9 @@ def tf_config_from(env) -> str | None:
 def train_tensorflow(args, X, y, init) -> dict:
     import tensorflow as tf
 
+    from dllab.frameworks import tensorflow as plugin
+
+    plugin.deterministic()
     tf.config.threading.set_intra_op_parallelism_threads(threads())
     tf.config.threading.set_inter_op_parallelism_threads(threads())
     tf_config = tf_config_from(os.environ)
@@ -245,7 +255,7 @@ def train_tensorflow(args, X, y, init) -> dict:
         for s in range(steps)
     ]
     startup = ready(rank, world, engine)
-    epoch_seconds = []
+    epoch_seconds, snapshots = [], []
     for _ in range(args.epochs):
         start = time.perf_counter()
         for xb, yb in batches:
@@ -253,9 +263,9 @@ def train_tensorflow(args, X, y, init) -> dict:
         loss.numpy()
         epoch_seconds.append(time.perf_counter() - start)
         progress(rank, len(epoch_seconds), args.epochs, epoch_seconds[-1], args)
-    weights = [v.numpy() for v in variables]
+        snapshots.append([v.numpy() for v in variables])
     return dict(rank=rank, world=world, engine=engine, device="gpu" if gpus else "cpu",
-                weights=weights, epoch_seconds=epoch_seconds, startup_seconds=startup)  # fmt: skip
+                snapshots=snapshots, epoch_seconds=epoch_seconds, startup_seconds=startup)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,6 +278,9 @@ def train_keras_jax(args, X, y, init) -> dict:
     )
     import keras
 
+    from dllab.frameworks import keras as plugin
+
+    plugin.deterministic()
     world = int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES") or 1)
     rank = int(os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID") or 0)
     if world > 1:
@@ -281,24 +294,15 @@ def train_keras_jax(args, X, y, init) -> dict:
     distribution.auto_shard_dataset = False
     keras.distribution.set_distribution(distribution)
     keras.utils.set_random_seed(args.seed)
-    model = keras.Sequential(
-        [
-            keras.Input((FEATURES,)),
-            keras.layers.Dense(args.hidden, activation="relu"),
-            keras.layers.Dense(CLASSES),
-        ]
-    )
+    model = plugin.compile_sgd(plugin.mlp(FEATURES, args.hidden, CLASSES, depth=1), args.lr)
     model.set_weights(init)
-    model.compile(
-        optimizer=keras.optimizers.SGD(args.lr),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
     Xl, yl, steps, local = local_shard(X, y, args.global_batch, rank, world)
 
     class Timer(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             self.seconds: list[float] = []
+            self.snapshots: list[list] = []  # the weights after each epoch
             self.startup = 0.0
 
         def on_train_begin(self, logs=None):
@@ -310,6 +314,7 @@ def train_keras_jax(args, X, y, init) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self.start)
             progress(rank, len(self.seconds), args.epochs, self.seconds[-1], args)
+            self.snapshots.append([np.asarray(w) for w in self.model.get_weights()])
 
     engine = (
         f"keras-jax DataParallel over {len(devices)} devices"
@@ -322,9 +327,8 @@ def train_keras_jax(args, X, y, init) -> dict:
     model.fit(
         Xl, yl, batch_size=local, epochs=args.epochs, shuffle=False, verbose=0, callbacks=[timer]
     )
-    weights = [np.asarray(w) for w in model.get_weights()]
     return dict(rank=rank, world=world, engine=engine, device=str(devices[0].platform),
-                weights=weights, epoch_seconds=timer.seconds, startup_seconds=timer.startup)  # fmt: skip
+                snapshots=timer.snapshots, epoch_seconds=timer.seconds, startup_seconds=timer.startup)  # fmt: skip
 
 
 TRAIN = {"torch": train_torch, "tensorflow": train_tensorflow, "keras-jax": train_keras_jax}
@@ -376,13 +380,15 @@ def run(args: argparse.Namespace) -> dict:
     X, y = make_data(args.samples, args.seed)
     init = initial_weights(args.hidden, args.seed)
     out = TRAIN[args.framework](args, X, y, init)
-    weights = out.pop("weights")
+    snapshots = out.pop("snapshots")  # the weights after each epoch
+    weights = snapshots[-1]
     steps = len(X) // args.global_batch
     return dict(
         out,
         framework=args.framework,
         initial_loss=loss_of(init, X, y),
         loss=loss_of(weights, X, y),
+        epoch_losses=[loss_of(w, X, y) for w in snapshots],
         digest=digest(weights),
         norm=float(np.sqrt(sum(float(np.sum(np.square(w, dtype=np.float64))) for w in weights))),
         samples_per_second=samples_per_second(out["epoch_seconds"], steps * args.global_batch),
@@ -392,7 +398,7 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     result = run(args)
-    say(RESULT_PREFIX + json.dumps(result))
+    say(RESULT + json.dumps(result))
     return 0
 
 

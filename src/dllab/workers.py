@@ -23,24 +23,22 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dllab import containers, variants
+from dllab import containers, devices, gpus, variants
 from dllab.containers import Owner, Runner
 from dllab.errors import Parser, UserError, report
+from dllab.frameworks import FRAMEWORKS, RESULT
 
-FRAMEWORKS = ("torch", "tensorflow", "keras-jax")
 MAX_WORKERS = 64
 RUN_LABEL = "dllab.run"
-RESULT_PREFIX = "DLLAB_RESULT "  # the last line train_worker prints
 STARTED = "first step after"  # train_worker's line once a worker has joined the others
 TORCH_PORT = 29500
 TF_PORT = 2222
@@ -66,7 +64,7 @@ class Plan:
     image: str
     network: str  # also the prefix of every container name
     owner: Owner
-    gpus: int = 0  # GPUs given to the run: one per worker when > 0 (cuda + NVIDIA runtime)
+    gpus: tuple[str, ...] = ()  # GPU ids, worker `rank` gets gpus[rank]; () is the CPU
     threads: int = 1  # OMP_NUM_THREADS per worker: the host's cores shared out
     extra_env: tuple[tuple[str, str], ...] = ()
     source: str = ""  # a source tree to run instead of the image's dllab (development)
@@ -138,8 +136,9 @@ def worker_command(plan: Plan, rank: int) -> list[str]:
     entrypoint, args, env = launcher(plan, rank)
     variant = variants.get(plan.variant)
     # One GPU per worker: inside, it is cuda:0 / GPU:0, and torch picks NCCL.
-    gpus = (str(rank),) if plan.gpus else None
-    spec = containers.Spec(variant, plan.owner.user, plan.labels, gpus)
+    spec = containers.Spec(
+        variant, plan.owner.user, plan.labels, (plan.gpus[rank],) if plan.gpus else None
+    )
     env = {
         "HOME": "/tmp", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
         "OMP_NUM_THREADS": str(plan.threads),
@@ -180,9 +179,9 @@ class Outcome:
 def parse_result(lines: Sequence[str]) -> dict | None:
     """The JSON of the last `DLLAB_RESULT {...}` line, if any."""
     for line in reversed(lines):
-        if line.startswith(RESULT_PREFIX):
+        if line.startswith(RESULT):
             try:
-                return json.loads(line[len(RESULT_PREFIX) :])
+                return json.loads(line[len(RESULT) :])
             except json.JSONDecodeError:
                 return None
     return None
@@ -281,30 +280,16 @@ def nvidia(variant: str) -> bool:
     return variants.get(variant).gpu_runtime == "nvidia"
 
 
-def check_gpus(variant: str, framework: str, workers: int, gpus_here: int) -> int:
-    """GPUs to give the run: one per worker on cuda with GPUs (torch NCCL); 0 means CPU (gloo)."""
-    if not nvidia(variant) or gpus_here == 0:
-        return 0
-    if workers > gpus_here:
-        raise UserError(
-            f"{workers} GPU workers need {workers} GPUs, this machine has {gpus_here}: "
-            f"use --workers {gpus_here} or fewer"
-        )
-    return workers
-
-
-def count_gpus(run: Callable = subprocess.run) -> int:
-    """GPUs the NVIDIA runtime can hand out here (0 without nvidia-smi or its driver)."""
-    if not shutil.which("nvidia-smi"):
-        return 0
-    proc = run(["nvidia-smi", "--list-gpus"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        return 0
-    return sum(1 for line in proc.stdout.splitlines() if line.startswith("GPU "))
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def check_gpus(
+    variant: str, framework: str, workers: int, gpus_here: Sequence[str]
+) -> tuple[str, ...]:
+    """GPU ids to give the run, one per worker on cuda with GPUs (torch NCCL); () is the CPU (gloo)."""
+    if not nvidia(variant) or not gpus_here:
+        return ()
+    try:
+        return tuple(gpus.for_workers(workers, gpus_here))
+    except gpus.NoGpu as exc:
+        raise UserError(str(exc)) from None
 
 
 def make_plan(
@@ -313,7 +298,7 @@ def make_plan(
     workers: int,
     epochs: int = 3,
     image: str | None = None,
-    gpus_here: int = 0,
+    gpus_here: Sequence[str] = (),
     owner: Owner | None = None,
     token: str | None = None,
     cores: int | None = None,
@@ -324,13 +309,13 @@ def make_plan(
         raise UserError(f"--workers must be 1 to {MAX_WORKERS}, got {workers}")
     if epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {epochs}")
-    gpus = check_gpus(variant, framework, workers, gpus_here)
+    given = check_gpus(variant, framework, workers, gpus_here)
     owner = owner or Owner.current()  # as `invoke lab`: you, or under sudo the user who ran it
     source = os.environ.get("DLLAB_WORKERS_SRC", "")  # development only: run this source tree
     return Plan(
         variant=variant, framework=framework, workers=workers, epochs=epochs,
         image=image or variants.get(variant).image, network=run_id(owner, token), owner=owner,
-        gpus=gpus, threads=max(1, (cores or cpu_count()) // workers),
+        gpus=given, threads=max(1, (cores or devices.cpu_count()) // workers),
         source=os.path.abspath(source) if source else "",
     )  # fmt: skip
 
@@ -512,7 +497,7 @@ def train(
     """Check the request, the engine and the image, then run it; the exit code."""
     variants.get(variant)
     check_framework(variant, framework)
-    gpus_here = count_gpus() if nvidia(variant) else 0
+    gpus_here = gpus.ids(devices.gpu_list()) if nvidia(variant) else []
     plan = make_plan(variant, framework, workers, epochs, image, gpus_here)
     containers.check_engine(run)
     containers.check_image(variants.get(plan.variant), image=plan.image, run=run)

@@ -135,5 +135,5 @@ def test_gpu_ids_come_from_the_setting_first(monkeypatch):
     monkeypatch.setenv("DLLAB_HUB_GPUS", "3,5")
     assert hub.gpu_ids() == "3,5"
     monkeypatch.delenv("DLLAB_HUB_GPUS")
-    monkeypatch.setattr(hub.shutil, "which", lambda name: None)
+    monkeypatch.setattr(hub.devices, "gpu_list", lambda: [])  # no nvidia-smi, or no GPU
     assert hub.gpu_ids() == "0"

@@ -29,6 +29,7 @@ FRAMEWORKS = ("torch", "tensorflow", "keras-jax")
 # ~1e-8), while any real mistake (a wrong shard, a gradient summed instead of averaged, a
 # missed all-reduce) moves the final loss by more than 1e-2.
 RTOL = 1e-5
+TWO_WORKERS: dict[str, dict] = {}  # framework -> each rank's result of the first 2-worker run
 LINE = re.compile(r"^rank (\d+): loss ([\d.]+) -> ([\d.]+)\s+weights (\w+)\s+\|w\| ([\d.]+)", re.M)
 
 
@@ -99,6 +100,7 @@ def test_two_workers_agree_learn_and_match_one_worker(framework, image):
     assert "workers agree: 2 workers" in two.stdout.splitlines()[-1]
     assert got[0]["loss"] < 0.7 * got[0]["initial"], "the loss did not fall"
     assert leftovers(network_of(two.stdout)) == []
+    TWO_WORKERS[framework] = got  # run again by the next test
 
     one = train(image, "--workers", "1", "--framework", framework, "--epochs", "3")
     assert one.returncode == 0, one.stdout + one.stderr
@@ -106,6 +108,17 @@ def test_two_workers_agree_learn_and_match_one_worker(framework, image):
     assert alone["initial"] == got[0]["initial"]
     assert alone["loss"] == pytest.approx(got[0]["loss"], rel=RTOL)
     assert alone["norm"] == pytest.approx(got[0]["norm"], rel=RTOL)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_two_workers_run_again_end_with_the_same_bits(framework, image):
+    """The same run again (same seed, same image) ends with the same loss and weights, bit for bit."""
+    first = TWO_WORKERS.get(framework)
+    if first is None:
+        pytest.skip("the first run of this framework did not pass (the test above)")
+    again = train(image, "--workers", "2", "--framework", framework, "--epochs", "3")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert ranks(again.stdout) == first
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

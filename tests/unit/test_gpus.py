@@ -45,7 +45,7 @@ def test_a_full_class_is_refused_with_a_reason():
     """With every GPU at the cap, the next learner is refused, and told why."""
     ids = gpus.ids(gpus.parse(H200))
     servers = [("0", "ada"), ("0", "grace")]
-    with pytest.raises(gpus.NoGpu, match="every GPU already serves 2 users"):
+    with pytest.raises(gpus.NoGpu, match="every GPU already serves 2 learners"):
         gpus.pick(ids, gpus.load(servers, ids, "alan"), cap=2)
 
 
