@@ -22,48 +22,47 @@ import torch
 DTYPES = ("float32", "tfloat32", "bfloat16", "float16")
 
 
-def best_rate(n: int, dtype: str, device: str, loops: int = 10, calls: int = 20) -> float:
-    """FLOP/s of the fastest of `loops` loops of `calls` n^3 matmuls."""
-    torch.backends.cuda.matmul.allow_tf32 = dtype == "tfloat32"
-    kind = torch.float32 if dtype == "tfloat32" else getattr(torch, dtype)
-    a, b = (torch.randn(n, n, device=device, dtype=kind) for _ in range(2))
-    for _ in range(10):
-        a @ b
-    cuda = device.startswith("cuda")
-    if cuda:
-        torch.cuda.synchronize()
-    best = 0.0
-    for _ in range(loops):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(calls):
-                a @ b
-            end.record()
-            end.synchronize()
-            seconds = start.elapsed_time(end) / 1e3
-        else:  # a rehearsal on a CPU: the host clock
-            began = time.perf_counter()
-            for _ in range(calls):
-                a @ b
-            seconds = time.perf_counter() - began
-        best = max(best, 2 * n**3 * calls / seconds)
-    return best
-
-
-def sustained(n: int, seconds: float, calls: int = 20) -> list[tuple[float, float]]:
-    """(seconds since the start, FLOP/s) of each loop of `calls` bfloat16 matmuls, for `seconds`."""
-    a, b = (torch.randn(n, n, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-    began = time.perf_counter()
-    loops = []
-    while time.perf_counter() - began < seconds:
+def loop_rate(a, b, calls: int) -> float:
+    """FLOP/s of one loop of `calls` products a @ b: CUDA events on a GPU, the host clock on a CPU."""
+    n = a.shape[0]
+    if a.is_cuda:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         for _ in range(calls):
             a @ b
         end.record()
         end.synchronize()
-        rate = 2 * n**3 * calls / (start.elapsed_time(end) / 1e3)
+        seconds = start.elapsed_time(end) / 1e3
+    else:  # a rehearsal on a CPU
+        began = time.perf_counter()
+        for _ in range(calls):
+            a @ b
+        seconds = time.perf_counter() - began
+    return 2 * n**3 * calls / seconds
+
+
+def inputs(n: int, dtype: str, device: str):
+    """Two random n x n matrices of `dtype` (tfloat32: float32 with TF32 on), warmed up."""
+    torch.backends.cuda.matmul.allow_tf32 = dtype == "tfloat32"
+    kind = torch.float32 if dtype == "tfloat32" else getattr(torch, dtype)
+    a, b = (torch.randn(n, n, device=device, dtype=kind) for _ in range(2))
+    loop_rate(a, b, 10)  # warm-up: cuBLAS's handle and kernel choice, the clock up
+    return a, b
+
+
+def best_rate(n: int, dtype: str, device: str, loops: int = 10, calls: int = 20) -> float:
+    """FLOP/s of the fastest of `loops` loops of `calls` n^3 matmuls."""
+    a, b = inputs(n, dtype, device)
+    return max(loop_rate(a, b, calls) for _ in range(loops))
+
+
+def sustained(n: int, seconds: float, calls: int = 20) -> list[tuple[float, float]]:
+    """(seconds since the start, FLOP/s) of each loop of `calls` bfloat16 matmuls, for `seconds`."""
+    a, b = inputs(n, "bfloat16", "cuda")
+    began = time.perf_counter()
+    loops = []
+    while time.perf_counter() - began < seconds:
+        rate = loop_rate(a, b, calls)
         loops.append((round(time.perf_counter() - began, 3), rate))
     return loops
 

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
+from dllab import devices
+
 CPUINFO = Path("/proc/cpuinfo")
 MAX_FREQ = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
 
@@ -153,11 +155,6 @@ def cpu_name(cpuinfo: str) -> str:
     return info.get("model name") or info.get("Model") or platform.processor() or platform.machine()
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (a container's --cpuset-cpus included)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def max_khz() -> int | None:
     """The CPU's top clock: $DLLAB_CPU_MAX_MHZ (a VM hides the boost clock), else cpufreq's."""
     if os.environ.get("DLLAB_CPU_MAX_MHZ"):
@@ -174,7 +171,7 @@ def device(accelerator: str, cpuinfo: str, gpu_name: str | None) -> Device:
 
 
 def _cpu(cpuinfo: str, gpu_name: str | None) -> Device:
-    return {"name": cpu_name(cpuinfo), "peak": cpu_peak(cpuinfo, usable_cpus(), max_khz())}
+    return {"name": cpu_name(cpuinfo), "peak": cpu_peak(cpuinfo, devices.cpu_count(), max_khz())}
 
 
 def _apple_gpu(cpuinfo: str, gpu_name: str | None) -> Device:

@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 
+from dllab import devices
 from dllab.frameworks import FRAMEWORKS, RESULT
 
 STARTED = time.perf_counter()  # start-up cost = imports + joining the group, until the first step
@@ -93,7 +94,7 @@ def local_shard(X: np.ndarray, y: np.ndarray, global_batch: int, rank: int, worl
 
 
 def threads() -> int:
-    return max(1, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    return max(1, int(os.environ.get("OMP_NUM_THREADS") or devices.cpu_count()))
 
 
 # --------------------------------------------------------------------------------------------

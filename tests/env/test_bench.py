@@ -99,3 +99,20 @@ def test_only_one_target_with_json_on_stdout(tmp_path):
     results = json.loads(proc.stdout)
     assert [r["target"] for r in results["results"]] == ["torch"]
     assert results == json.loads((tmp_path / "latest.json").read_text())
+
+
+@pytest.mark.skipif(not Target("jax").installed(), reason="jax is not installed here")
+def test_jax_asks_for_float32_precision_only_for_float32_inputs(monkeypatch):
+    """JAX's bfloat16 matmul keeps its own precision: asking float32 of it could compute it in float32."""
+    import jax
+
+    from dllab import bench
+    from dllab.frameworks import jax as plugin
+
+    asked = []
+    real = jax.default_matmul_precision
+    monkeypatch.setattr(jax, "default_matmul_precision", lambda p: asked.append(p) or real(p))
+    spec = {**bench.settings("tiny", "cpu", set()), "dtypes": ["float32", "tfloat32", "bfloat16"]}
+    result = plugin.bench("cpu", json.dumps(spec))
+    assert asked == ["float32", "tensorfloat32"]
+    assert all("max" in result["matmul"][dtype] for dtype in spec["dtypes"]), result["matmul"]

@@ -92,6 +92,15 @@ def fan_in_scale(shape: tuple[int, ...]) -> float:
     return fan_in**-0.5
 
 
+def dense(relu, params: list, X):
+    """An MLP's logits in any array library: relu(X @ W + b) for each [W, b] but the last, then X @ W + b."""
+    pairs = list(zip(params[0::2], params[1::2], strict=True))
+    for w, b in pairs[:-1]:
+        X = relu(X @ w + b)
+    w, b = pairs[-1]
+    return X @ w + b
+
+
 STEPS = 20
 LR = 0.5
 HIDDEN = 32

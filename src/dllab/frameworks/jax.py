@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
-from dllab.frameworks import HIDDEN, LR, STEPS, device_kind, fan_in_scale, toy_data
+from dllab.frameworks import HIDDEN, LR, STEPS, dense, device_kind, fan_in_scale, toy_data
 from dllab.frameworks.plugin import Bench, DeviceSeen, Measurements, Probe, Rate, Training
 from dllab.frameworks.timing import begin, measure, per_dtype
 
@@ -76,7 +77,7 @@ def train(accelerator: str = "cpu") -> Training:
     keys = iter(jax.random.split(jax.random.key(0), 2))
     params = jax.device_put(layers(keys, (X.shape[1], HIDDEN), (HIDDEN, 2)), device)
     before = params[0]
-    step = sgd(lambda p, X: jax.nn.relu(X @ p[0] + p[1]) @ p[2] + p[3], LR)
+    step = sgd(functools.partial(dense, jax.nn.relu), LR)
     losses = []
     for _ in range(STEPS):
         params, loss = step(params, X, y)
@@ -98,11 +99,6 @@ def bench(accelerator: str, settings: str) -> Bench:
     device = jax.devices(JAX_PLATFORMS[accelerator])[0]
     keys = iter(jax.random.split(jax.random.key(0), 16))
     X, y = (jax.device_put(a, device) for a in toy_data(s["batch"], image**2))
-
-    def mlp(p, X):
-        hidden = jax.nn.relu(X @ p[0] + p[1])
-        hidden = jax.nn.relu(hidden @ p[2] + p[3])
-        return hidden @ p[4] + p[5]
 
     def cnn(p, X):
         h = X.reshape(-1, image, image, 1)
@@ -143,7 +139,8 @@ def bench(accelerator: str, settings: str) -> Bench:
     # Training first: its first step is then the real first step after import.
     results: Measurements = {
         "mlp": train(
-            mlp, layers(keys, (X.shape[1], hidden), (hidden, hidden), (hidden, s["classes"]))
+            functools.partial(dense, jax.nn.relu),
+            layers(keys, (X.shape[1], hidden), (hidden, hidden), (hidden, s["classes"])),
         ),
         "cnn": train(
             cnn, layers(keys, (3, 3, 1, c1), (3, 3, c1, c2), (s["cnn_flat"], s["classes"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 
@@ -10,6 +11,7 @@ from dllab.frameworks import (
     LR,
     STEPS,
     TF_CPP_MIN_LOG_LEVEL,
+    dense,
     device_kind,
     fan_in_scale,
     toy_data,
@@ -55,32 +57,43 @@ def deterministic() -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def layers(*shapes: tuple[int, ...]) -> list:
+    """[weight, bias] variables for each shape: normal weights scaled by 1/sqrt(fan-in), zero biases."""
+    import tensorflow as tf
+
+    params = []
+    for shape in shapes:
+        params += [
+            tf.Variable(tf.random.normal(shape, stddev=fan_in_scale(shape))),
+            tf.Variable(tf.zeros(shape[-1])),
+        ]
+    return params
+
+
+def sgd_step(forward, params: list, X, y, lr: float):
+    """One SGD step on the logits `forward(params, X)` for labels y; the loss."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=forward(params, X))
+        )
+    for param, grad in zip(params, tape.gradient(loss, params), strict=True):
+        param.assign_sub(lr * grad)
+    return loss
+
+
 def train(accelerator: str = "cpu") -> Training:
     import tensorflow as tf
 
     deterministic()
-    X, y = toy_data()
     tf.random.set_seed(0)
     with tf.device(TF_DEVICES[accelerator]):
-        X, y = tf.constant(X), tf.constant(y)
-        params = [
-            tf.Variable(tf.random.normal((X.shape[1], HIDDEN), stddev=0.1)),
-            tf.Variable(tf.zeros(HIDDEN)),
-            tf.Variable(tf.random.normal((HIDDEN, 2), stddev=0.1)),
-            tf.Variable(tf.zeros(2)),
-        ]
+        X, y = (tf.constant(a) for a in toy_data())
+        params = layers((X.shape[1], HIDDEN), (HIDDEN, 2))
         before = params[0].numpy().copy()
-        losses = []
-        for _ in range(STEPS):
-            with tf.GradientTape() as tape:
-                hidden = tf.nn.relu(X @ params[0] + params[1])
-                y_hat = hidden @ params[2] + params[3]
-                loss = tf.reduce_mean(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=y_hat)
-                )
-            for param, grad in zip(params, tape.gradient(loss, params), strict=True):
-                param.assign_sub(LR * grad)
-            losses.append(float(loss))
+        forward = functools.partial(dense, tf.nn.relu)
+        losses = [float(sgd_step(forward, params, X, y, LR)) for _ in range(STEPS)]
     return {
         "device": params[0].device,
         "device_kind": device_kind(params[0].device),
@@ -95,17 +108,6 @@ def bench(accelerator: str, settings: str) -> Bench:
     tf.random.set_seed(0)
     (c1, c2), hidden, image = s["channels"], s["hidden"], s["image"]
 
-    def weights(*shape: int) -> list:
-        return [
-            tf.Variable(tf.random.normal(shape, stddev=fan_in_scale(shape))),
-            tf.Variable(tf.zeros(shape[-1])),
-        ]
-
-    def mlp(p, X):
-        hidden = tf.nn.relu(X @ p[0] + p[1])
-        hidden = tf.nn.relu(hidden @ p[2] + p[3])
-        return hidden @ p[4] + p[5]
-
     def cnn(p, X):
         h = tf.reshape(X, (-1, image, image, 1))
         for w, b in (p[0:2], p[2:4]):
@@ -113,18 +115,8 @@ def bench(accelerator: str, settings: str) -> Bench:
         return tf.reshape(h, (-1, s["cnn_flat"])) @ p[4] + p[5]
 
     def train(forward, params: list) -> Rate:
-        @tf.function  # a traced graph, as TF code meant to be fast is written
-        def step():
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(
-                        labels=y, logits=forward(params, X)
-                    )
-                )
-            for param, grad in zip(params, tape.gradient(loss, params), strict=True):
-                param.assign_sub(s["lr"] * grad)
-            return loss
-
+        # a traced graph, as TF code meant to be fast is written
+        step = tf.function(lambda: sgd_step(forward, params, X, y, s["lr"]))
         return measure(step, lambda loss: loss.numpy(), s["batch"], s)
 
     def matmul(dtype: str) -> Rate:
@@ -140,15 +132,10 @@ def bench(accelerator: str, settings: str) -> Bench:
         # Training first: its first step is then the real first step after import.
         results: Measurements = {
             "mlp": train(
-                mlp,
-                weights(X.shape[1], hidden)
-                + weights(hidden, hidden)
-                + weights(hidden, s["classes"]),
+                functools.partial(dense, tf.nn.relu),
+                layers((X.shape[1], hidden), (hidden, hidden), (hidden, s["classes"])),
             ),
-            "cnn": train(
-                cnn,
-                weights(3, 3, 1, c1) + weights(3, 3, c1, c2) + weights(s["cnn_flat"], s["classes"]),
-            ),
+            "cnn": train(cnn, layers((3, 3, 1, c1), (3, 3, c1, c2), (s["cnn_flat"], s["classes"]))),
             "matmul": per_dtype(s, matmul),
         }
     gpus = tf.config.list_physical_devices("GPU")
