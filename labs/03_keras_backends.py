@@ -90,6 +90,16 @@ for r in results:
 # backend's own random number generator, and they produce different initial weights from the
 # same seed; float32 sums also round differently. Expect agreement within a couple of percent,
 # not bit for bit.
+#
+# One backend run twice is another matter: with the same seed it gives the same bits when every
+# kernel it runs is deterministic. On a CPU these models already are. dllab's own training
+# steps (`python -m dllab doctor --train`, `invoke train`) also switch each framework's
+# determinism on, as you would on a GPU: `torch.use_deterministic_algorithms(True)` (with
+# `CUBLAS_WORKSPACE_CONFIG=:4096:8`), `tf.config.experimental.enable_op_determinism()`, and
+# `XLA_FLAGS=--xla_gpu_deterministic_ops=true` for JAX. The price is speed: on an H200 GPU,
+# torch's small MLP and CNN trained 40-50 % slower with it (BENCHMARKS.md); on this lab's CPUs
+# the switches change little, since the CPU kernels were deterministic already. Measure your
+# machine with `python -m dllab bench --deterministic` against the same without the flag.
 
 # %%
 accuracies = {r["backend"]: r["accuracy"] for r in results if "accuracy" in r}

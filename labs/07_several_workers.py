@@ -295,6 +295,12 @@ for framework in FRAMEWORKS:
 # start-up (imports, connecting to its peers). On one small machine, N workers share the same
 # cores, so they are rarely faster than one: the point of data parallelism is more memory,
 # more GPUs and more machines, not more speed from the same two cores.
+#
+# Each worker also switches its framework's determinism on (`dllab.train_worker`), so the same
+# run repeated ends with the same weights, bit for bit (compare `digest`s with `==`): only 1
+# against N workers, which add in another order, needs a tolerance. On a CPU that costs little;
+# on a GPU deterministic kernels are slower (40-50 % for torch's small models on an H200,
+# BENCHMARKS.md), which is why frameworks leave them off by default.
 
 # %%
 for framework in FRAMEWORKS:
