@@ -97,9 +97,10 @@ for r in results:
 # determinism on, as you would on a GPU: `torch.use_deterministic_algorithms(True)` (with
 # `CUBLAS_WORKSPACE_CONFIG=:4096:8`), `tf.config.experimental.enable_op_determinism()`, and
 # `XLA_FLAGS=--xla_gpu_deterministic_ops=true` for JAX. The price is speed: on an H200 GPU,
-# torch's small MLP and CNN trained 40-50 % slower with it (BENCHMARKS.md); on this lab's CPUs
-# the switches change little, since the CPU kernels were deterministic already. Measure your
-# machine with `python -m dllab bench --deterministic` against the same without the flag.
+# torch's small MLP and CNN trained 40-50 % slower with it (BENCHMARKS.md). On a CPU the
+# kernels these models use were deterministic already, and the cost is small enough to be lost
+# in a busy machine's noise. Measure yours: `python -m dllab bench --deterministic`, then the
+# same without the flag.
 
 # %%
 accuracies = {r["backend"]: r["accuracy"] for r in results if "accuracy" in r}

@@ -298,9 +298,9 @@ for framework in FRAMEWORKS:
 #
 # Each worker also switches its framework's determinism on (`dllab.train_worker`), so the same
 # run repeated ends with the same weights, bit for bit (compare `digest`s with `==`): only 1
-# against N workers, which add in another order, needs a tolerance. On a CPU that costs little;
-# on a GPU deterministic kernels are slower (40-50 % for torch's small models on an H200,
-# BENCHMARKS.md), which is why frameworks leave them off by default.
+# against N workers, which add in another order, needs a tolerance. On a GPU deterministic
+# kernels are slower (40-50 % for torch's small models on an H200, BENCHMARKS.md), which is
+# why frameworks leave them off by default.
 
 # %%
 for framework in FRAMEWORKS:
