@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dllab import devices, peaks, report, variants
-from dllab.errors import UserError
+from dllab import devices, errors, peaks, report, variants
+from dllab.errors import Parser, UserError
 from dllab.frameworks import TARGETS, Target
 from dllab.frameworks.plugin import Mode, Model, Repeats, Settings
 
@@ -118,8 +118,8 @@ def measure_target(target: Target, accelerator: str, spec: Settings, log) -> dic
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dllab bench", description=__doc__)
+def build_parser() -> Parser:
+    parser = Parser(prog="dllab bench", description=__doc__)
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -153,14 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     """Run the benchmark, save JSON and chart, print the Markdown table; 1 if a framework failed."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         accelerator = variants.check_accelerator(
             args.expect or variants.expected_accelerator() or "cpu"
         )
     except UserError as exc:
-        print(f"dllab bench: {exc}", file=sys.stderr)
-        return 2
+        return errors.report(exc)
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     targets = [t for t in TARGETS if not args.only or t.name in args.only]
     results = run(accelerator, mode, targets, deterministic=args.deterministic)

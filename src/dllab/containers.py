@@ -84,16 +84,20 @@ class Runner:
         quiet: bool = True,
         echo: bool = False,
         env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Done:
         self.show(cmd, echo or not quiet)
         if self.dry:
             return Done(0)
         try:
             result = subprocess.run(
-                list(cmd), capture_output=quiet, text=True, env={**os.environ, **(env or {})}
-            )
+                list(cmd), capture_output=quiet, text=True, env={**os.environ, **(env or {})},
+                timeout=timeout,
+            )  # fmt: skip
         except FileNotFoundError:
             return Done(127, err=f"{cmd[0]}: command not found")
+        except subprocess.TimeoutExpired:  # a framework's child that hangs (dllab.devices)
+            return Done(124, err=f"timed out after {timeout:.0f} s")
         return Done(result.returncode, result.stdout or "", result.stderr or "")
 
     def start(self, cmd: Sequence[str], echo: bool = False, **popen) -> subprocess.Popen | None:
@@ -118,10 +122,12 @@ class InvokeRunner(Runner):
         super().__init__(echo=bool(c.config.run.echo), dry=bool(c.config.run.dry))
         self.c = c
 
-    def __call__(self, cmd, *, quiet=True, echo=False, env=None) -> Done:
+    def __call__(self, cmd, *, quiet=True, echo=False, env=None, timeout=None) -> Done:
         # hide=True also silences invoke's echo; "both" hides the output alone.
         hide = ("both" if echo else True) if quiet else None
-        result = self.c.run(quote(cmd), hide=hide, warn=True, pty=False, env=dict(env or {}))
+        result = self.c.run(
+            quote(cmd), hide=hide, warn=True, pty=False, env=dict(env or {}), timeout=timeout
+        )
         return Done(result.exited, result.stdout or "", result.stderr or "")
 
     def show(self, cmd, wanted=True) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dllab import gpus, variants
+from dllab.containers import Runner
 from dllab.frameworks import RESULT, TARGETS, TF_CPP_MIN_LOG_LEVEL, Target
 
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
@@ -37,32 +37,28 @@ def run_child(target: Target, action: str, *args: str, timeout: float = PROBE_TI
     """Run `python -m dllab.frameworks ACTION TARGET ...` and return its JSON result; never raises."""
     env = child_env(target, dict(os.environ))
     cmd = [sys.executable, "-m", "dllab.frameworks", action, target.name, *args]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"target": target.name, "error": f"timed out after {timeout:.0f} s"}
-    for line in reversed(proc.stdout.splitlines()):
+    done = Runner()(cmd, env=env, timeout=timeout)
+    for line in reversed(done.out.splitlines()):
         if line.startswith(RESULT):
             return json.loads(line.removeprefix(RESULT))
-    last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"target": target.name, "error": f"crashed (exit {proc.returncode}): {last}"}
+    if done.code == 124 and done.err.startswith("timed out"):
+        return {"target": target.name, "error": done.err}
+    last = (done.err.strip().splitlines() or ["no output"])[-1]
+    return {"target": target.name, "error": f"crashed (exit {done.code}): {last}"}
 
 
-def nvidia_smi(*args: str, run=subprocess.run) -> str | None:
+def nvidia_smi(*args: str, run: Runner | None = None) -> str | None:
     """nvidia-smi's output for `args`, or None where it is missing or fails (no driver, no GPU)."""
-    try:
-        proc = run(["nvidia-smi", *args], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
+    done = (run or Runner())(["nvidia-smi", *args], timeout=30)
+    return done.out if done.ok else None
 
 
-def gpu_table(run=subprocess.run) -> str:
+def gpu_table(run: Runner | None = None) -> str:
     """nvidia-smi's list of GPUs in the CSV that gpus.parse() reads; empty where there is none."""
     return nvidia_smi(f"--query-gpu={gpus.QUERY}", "--format=csv,noheader", run=run) or ""
 
 
-def gpu_list(run=subprocess.run) -> list[gpus.Gpu]:
+def gpu_list(run: Runner | None = None) -> list[gpus.Gpu]:
     """The GPUs the NVIDIA driver shows here (inside a container: those given with --gpus)."""
     return gpus.parse(gpu_table(run))
 
@@ -72,7 +68,7 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def nvidia_driver(run=subprocess.run) -> str | None:
+def nvidia_driver(run: Runner | None = None) -> str | None:
     """The NVIDIA kernel driver version visible here (inside a container: only with --gpus).
 
     From /proc/driver/nvidia/version, else from nvidia-smi: some sandboxes (gVisor) show the

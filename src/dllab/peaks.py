@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import platform
 import re
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
 from dllab import devices
+from dllab.containers import Runner
 
 CPUINFO = Path("/proc/cpuinfo")
 MAX_FREQ = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
@@ -148,9 +148,7 @@ def gpu_peak(name: str | None) -> Peak:
 def cpu_name(cpuinfo: str) -> str:
     """The CPU model as the system names it."""
     if platform.system() == "Darwin":
-        return subprocess.run(
-            ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True
-        ).stdout.strip()
+        return Runner()(["sysctl", "-n", "machdep.cpu.brand_string"]).out.strip()
     info = parse_cpuinfo(cpuinfo)
     return info.get("model name") or info.get("Model") or platform.processor() or platform.machine()
 

@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from dllab import devices
+from dllab.errors import Parser, UserError, report
 from dllab.frameworks import FRAMEWORKS, RESULT
 
 STARTED = time.perf_counter()  # start-up cost = imports + joining the group, until the first step
@@ -361,9 +362,7 @@ def samples_per_second(epoch_seconds: list[float], samples: int) -> float | None
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m dllab.train_worker", description=__doc__.split("\n")[0]
-    )
+    parser = Parser(prog="python -m dllab.train_worker", description=__doc__.split("\n")[0])
     parser.add_argument("--framework", required=True, choices=FRAMEWORKS)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=2048, help="size of the generated data set")
@@ -397,7 +396,10 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+    try:
+        args = parse(argv)
+    except UserError as exc:
+        return report(exc)
     result = run(args)
     say(RESULT + json.dumps(result))
     return 0

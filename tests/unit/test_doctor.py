@@ -11,6 +11,7 @@ import pytest
 
 from dllab import devices, doctor, smoke, variants
 from dllab.__main__ import main
+from dllab.containers import Done
 from dllab.frameworks import TARGETS, Target
 from tests.support import require_frameworks
 
@@ -219,3 +220,31 @@ def test_children_share_one_gpu_unless_the_user_says_otherwise():
     assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
     assert env["KERAS_BACKEND"] == "jax"
     assert devices.child_env(Target("jax"), {})["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+
+
+@pytest.mark.parametrize(
+    ("done", "error"),
+    [
+        (Done(124, err="timed out after 300 s"), "timed out after 300 s"),
+        (
+            Done(1, err="Traceback ...\nImportError: libcudart.so.13"),
+            "crashed (exit 1): ImportError: libcudart.so.13",
+        ),
+        (
+            Done(
+                0, out="warming up\nDLLAB_RESULT " + json.dumps({"target": "torch", "error": None})
+            ),
+            None,
+        ),
+    ],
+)
+def test_a_child_that_hangs_or_crashes_is_reported_as_data(monkeypatch, done, error):
+    """run_child turns a time-out or a crash into the result's error, and reads the result line."""
+
+    class Answer:
+        def __call__(self, cmd, **kwargs):
+            assert cmd[1:4] == ["-m", "dllab.frameworks", "probe"] and kwargs["timeout"] == 300
+            return done
+
+    monkeypatch.setattr(devices, "Runner", Answer)
+    assert devices.run_child(Target("torch"), "probe", timeout=300)["error"] == error

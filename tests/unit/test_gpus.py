@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from dllab import devices, gpus
+from dllab.containers import Done
 
 # `nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader` on a lent H200.
 H200 = "0, GPU-cd0a0dcb-67cd-6a62-2f17-b4c08e42fcf3, NVIDIA H200, 143771 MiB\n"
@@ -77,12 +76,12 @@ def test_workers_get_one_gpu_each_by_rank():
 
 
 def fake_smi(stdout: str, returncode: int = 0):
-    """A subprocess.run stand-in for nvidia-smi that records its argument lists."""
+    """A Runner stand-in for nvidia-smi that records its argument lists."""
     calls: list[list[str]] = []
 
     def run(cmd, **kwargs):
         calls.append(cmd)
-        return subprocess.CompletedProcess(cmd, returncode, stdout, "")
+        return Done(returncode, stdout)
 
     run.calls = calls  # type: ignore[attr-defined]
     return run
@@ -101,7 +100,7 @@ def test_no_nvidia_smi_or_a_failing_one_means_no_gpu():
     """A missing nvidia-smi, or one that fails (no driver), lists no GPU and raises nothing."""
 
     def missing(cmd, **kwargs):
-        raise FileNotFoundError(cmd[0])
+        return Done(127, err=f"{cmd[0]}: command not found")  # what the Runner answers
 
     assert devices.gpu_list(missing) == []
     assert devices.gpu_list(fake_smi("", returncode=9)) == []
