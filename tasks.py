@@ -243,7 +243,7 @@ def progress(c, work="work"):
 
 SHELL_SCRIPTS = [
     "docker/dllab-start", "docker/profile.sh", "docker/apt-ensure", ".ci/run", ".ci/engine",
-    ".ci/arm64",
+    ".ci/arm64", "benchmarks/gpu-run.sh",
 ]  # fmt: skip
 DOCKERFILES = ["docker/Dockerfile", "docker/wheelhouse.Dockerfile"]
 LINTERS = {
