@@ -24,3 +24,14 @@ def test_every_documented_docker_exec_names_its_program_by_absolute_path():
                 found.append((doc.name, words[1]))
     assert found, "no documented docker exec found: the test reads nothing"
     assert [(doc, program) for doc, program in found if not program.startswith("/")] == []
+
+
+def test_the_readme_starts_with_what_to_run():
+    """The first screen: prerequisites, then the two commands before any table; CI runs the
+    README's test command."""
+    readme = (ROOT / "README.md").read_text()
+    first_table = readme.index("\n|")
+    assert readme.index("python3 tasks.py lab") < first_table
+    assert readme.index("python3 tasks.py test") < first_table
+    assert readme.index("Docker") < readme.index("python3 tasks.py lab")
+    assert "python3 tasks.py test" in (ROOT / ".ci" / "run").read_text()
