@@ -182,16 +182,20 @@ def _wait_ready(c, name: str, timeout: float = 60) -> None:
         "variant": VARIANT_HELP + " (default: all)",
         "check": "only say whether locks are stale or corrupt",
         "find_links": "extra folder of wheels for uv (repeatable)",
+        "as_of": "resolve anew with nothing uploaded on or after this day, YYYY-MM-DD (UTC); "
+        "default: the day each lock records",
     },
     iterable=["find_links"],
 )
-def lock(c, variant=None, check=False, find_links=None):
+def lock(c, variant=None, check=False, find_links=None, as_of=None):
     """Compile locks/<variant>-<platform>.txt from pyproject.toml's extras (uv, hashed)."""
     cmd = [PYTHON, "-m", "dllab.locks", "check" if check else "compile"]
     if variant:
         cmd += ["--variant", _variant(variant)[0].name]
     for link in find_links or []:
         cmd += ["--find-links", link]
+    if as_of:
+        cmd += ["--as-of", as_of]
     result = c.run(quote(cmd), warn=True)
     if result.failed:
         raise Exit(code=result.exited)
@@ -243,12 +247,15 @@ def wheelhouse(c, variant="cpu", platform=None):
     started = time.monotonic()
     print(f"dllab: downloading the {len(locks.pins(lock))} wheels of {lock.name} into {folder} "
           "(those already there are kept)", file=sys.stderr, flush=True)  # fmt: skip
-    c.run(quote([*cmd, "-r", str(lock), "-d", str(folder)]), pty=sys.stdout.isatty())
-    # Wheels of an older lock go: the image holds this lock's wheels, exactly, as a fresh
+    # One download per lock: the SBOM tools' lock may pin another version of a shared package.
+    for each in containers.wheel_locks(chosen, platform):
+        c.run(quote([*cmd, "-r", str(each), "-d", str(folder)]), pty=sys.stdout.isatty())
+    # Wheels of an older lock go: the image holds these locks' wheels, exactly, as a fresh
     # clone's would, so the two share the frameworks' layer in the build cache.
-    pins = locks.pins(lock)
+    pins = {f"{name}=={version}" for each in containers.wheel_locks(chosen, platform)
+            for name, version in locks.pins(each).items()}  # fmt: skip
     stale = [str(w) for w in sorted(folder.glob("*.whl"))
-             if pins.get(locks.canonical(w.name.split("-")[0])) != w.name.split("-")[1]]  # fmt: skip
+             if f"{locks.canonical(w.name.split('-')[0])}=={w.name.split('-')[1]}" not in pins]  # fmt: skip
     if stale:
         c.run(quote(["rm", "-f", "--", *stale]))
     c.run(quote(containers.wheels_image_command(chosen, platform)))
@@ -330,6 +337,9 @@ def build(c, variant="cpu", platform=None, offline=False):
     c.run(quote(["mkdir", "-p", str(containers.image_ids_file(chosen, platform, revision).parent)]))
     started = time.monotonic()
     c.run(quote(containers.build_command(chosen, platform, revision, offline)), pty=False)
+    # The second, short step: the venv tree hash the build recorded, as the image's label.
+    c.run(quote([PYTHON, "-m", "dllab.provenance", "label", "--variant", chosen.name,
+                 "--platform", platform, "--revision", revision]))  # fmt: skip
     if not c.config.run.dry:
         tag = containers.image_tag(chosen, platform)
         size = c.run(quote(["docker", "image", "inspect", "--format", "{{.Size}}", tag]),
@@ -703,6 +713,56 @@ def hub_remove_volumes(c, yes=False):
         raise Exit(code=result.exited)
 
 
+def _module(c, module: str, *args: str, echo: bool = True) -> None:
+    """Run `python -m dllab.<module> ARGS`, ending as it ends (its one-line errors are its own)."""
+    cmd = quote([PYTHON, "-m", f"dllab.{module}", *args])
+    result = c.run(cmd, warn=True, pty=False, echo=echo)
+    if result.failed:
+        raise Exit(code=result.exited)
+
+
+def _image_args(variant: str, platform: str | None) -> list[str]:
+    return ["--variant", variant, *(["--platform", platform] if platform else [])]
+
+
+@task(help={"variant": VARIANT_HELP, "platform": PLATFORM_HELP})
+def verify(c, variant="cpu", platform=None):
+    """Recompute the image's /opt/venv tree hash inside it; compare with its build's record and label."""
+    _module(c, "provenance", "verify", *_image_args(variant, platform))
+
+
+@task(help={"variant": VARIANT_HELP, "platform": PLATFORM_HELP})
+def sbom(c, variant="cpu", platform=None):
+    """Print the image's CycloneDX SBOM (/opt/dllab/provenance/sbom.cdx.json)."""
+    # No echo of the command: stdout is the SBOM alone, for `invoke sbom > sbom.cdx.json`.
+    _module(c, "provenance", "sbom", *_image_args(variant, platform), echo=False)
+
+
+@task(
+    help={
+        "variant": VARIANT_HELP,
+        "out": "the bundle file to write",
+        "key": "your OpenSSH private key, to sign the bundle's manifest (ssh-keygen -Y sign)",
+        "platform": PLATFORM_HELP,
+    }
+)
+def bundle(c, variant="cpu", out=None, key=None, platform=None):
+    """Write one signed file for offline classrooms: the image, its lock, SBOM and labs, their sums."""
+    paths = ["--out", out or "", "--key", key or ""]
+    _module(c, "bundle", "make", *_image_args(variant, platform), *paths)
+
+
+@task(
+    help={
+        "file": "the bundle `invoke bundle` wrote",
+        "trust": "the signer's public key, or an OpenSSH allowed_signers file",
+    }
+)
+def load(c, file, trust=None):
+    """Verify a bundle's signature and every sum, then load its image into the engine."""
+    _module(c, "bundle", "load", file, "--trust", trust or "")
+
+
 SHELL_SCRIPTS = [
     "docker/dllab-start",
     "docker/profile.sh",
@@ -711,7 +771,7 @@ SHELL_SCRIPTS = [
     ".ci/engine",
     ".ci/arm64",
 ]
-DOCKERFILES = ["docker/Dockerfile", "docker/wheelhouse.Dockerfile"]
+DOCKERFILES = ["docker/Dockerfile", "docker/wheelhouse.Dockerfile", "docker/label.Dockerfile"]
 
 
 @task
@@ -734,7 +794,7 @@ def lint(c):
 
 ns = Collection(
     lock, wheelhouse, build, lab, tensorboard, test, doctor, bench, clean, train, hub,
-    hub_remove_volumes, lint,
+    hub_remove_volumes, lint, verify, sbom, bundle, load,
 )  # fmt: skip
 ns.configure({"run": {"echo": True}})
 

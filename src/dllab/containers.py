@@ -94,16 +94,24 @@ def wheelhouse(variant: Variant, platform: str) -> Path:
 
 
 def wheels_image(variant: Variant, platform: str) -> str:
-    """The image `invoke wheelhouse` makes of those wheels; offline builds copy from it."""
-    return f"dllab-wheels:{variant.name}-{platform}"
+    """The image `invoke wheelhouse` makes of those wheels; offline builds copy from it.
+    dllab-wheels, or <DLLAB_IMAGE_NAME>-wheels: a second tree's locks have wheels of their own."""
+    return f"{variants.image_name()}-wheels:{variant.name}-{platform}"
 
 
-WHEELS_LOCK_LABEL = "dllab.wheels-of"  # the digest of the lock a wheels image holds
+WHEELS_LOCK_LABEL = "dllab.wheels-of"  # the digest of the locks a wheels image holds
+
+
+def wheel_locks(variant: Variant, platform: str) -> list[Path]:
+    """The locks whose wheels an offline build needs: the variant's, and the SBOM tools'."""
+    return [variant.lock(platform), locks.SBOM.lock(platform)]
 
 
 def wheels_lock_digest(variant: Variant, platform: str) -> str:
-    """The digest of the lock's whole text: a wheels image labelled with it is up to date."""
-    return locks.content_digest(variant.lock(platform).read_text())
+    """The digest of those locks' whole text: a wheels image labelled with it is up to date."""
+    return locks.content_digest(
+        "".join(lock.read_text() for lock in wheel_locks(variant, platform))
+    )
 
 
 def wheels_image_command(variant: Variant, platform: str) -> list[str]:
@@ -342,3 +350,59 @@ def any_free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+# --- provenance: the venv tree label, verify, the SBOM, bundles (dllab.provenance, dllab.bundle) --
+
+LABEL_DOCKERFILE = ROOT / "docker" / "label.Dockerfile"
+
+
+def label_command(
+    image_id: str, venv_tree: str, tags: list[str], iidfile: Path, context: Path, platform: str
+) -> list[str]:
+    """`docker build` of docker/label.Dockerfile: the image `image_id` labelled dllab.venv-tree,
+    with no new layer, tagged as the build's tags."""
+    docker_platform = variants.PLATFORMS[platform].docker
+    cmd = [
+        "docker", "build", "--quiet", "--network", "none", "--file", str(LABEL_DOCKERFILE),
+        "--build-arg", f"IMAGE={image_id}", "--build-arg", f"VENV_TREE={venv_tree}",
+        "--iidfile", str(iidfile),
+        *(["--platform", docker_platform] if docker_platform else []),
+    ]  # fmt: skip
+    for tag in tags:
+        cmd += ["--tag", tag]
+    return [*cmd, str(context)]
+
+
+def inspect_command(image: str, template: str) -> list[str]:
+    """`docker image inspect` of one Go-template value of `image` (its ID, a label, its size)."""
+    return ["docker", "image", "inspect", "--format", template, image]
+
+
+def label_template(name: str) -> str:
+    return '{{index .Config.Labels "' + name + '"}}'
+
+
+def in_image_command(image: str, program: list[str], platform: str | None = None) -> list[str]:
+    """`docker run` of `program` in `image` for what it holds, never for what it serves: no
+    network, its entrypoint bypassed, stdin open (a script may come that way), hardened."""
+    entrypoint, *args = program
+    return [
+        "docker", "run", "--rm", "--interactive", "--network", "none", *HARDENING,
+        *run_platform(platform), "--entrypoint", entrypoint, image, *args,
+    ]  # fmt: skip
+
+
+def save_command(image: str) -> list[str]:
+    """`docker save` of `image` to stdout."""
+    return ["docker", "save", image]
+
+
+def load_command() -> list[str]:
+    """`docker load` of an image archive on stdin (docker save's, gzip-compressed or not)."""
+    return ["docker", "load"]
+
+
+def images_command() -> list[str]:
+    """Every image ID the engine holds, intermediate ones included."""
+    return ["docker", "image", "ls", "--all", "--quiet", "--no-trunc"]
