@@ -235,25 +235,27 @@ def wheelhouse(c, variant="cpu", platform=None):
     lock = chosen.lock(platform)
     wheels = containers.wheels_image(chosen, platform)
     _engine(c)
-    # Kept when it holds this very lock's wheels: no download, and the same image ID, so the
+    # Kept when it holds these very locks' wheels: no download, and the same image ID, so the
     # frameworks' layer of the next build stays cached (a rebuilt one would redo it).
     label = '{{index .Config.Labels "' + containers.WHEELS_LOCK_LABEL + '"}}'
     held = c.run(
         quote(["docker", "image", "inspect", "--format", label, wheels]), hide=True, warn=True
     )
     if held.ok and held.stdout.strip() == containers.wheels_lock_digest(chosen, platform):
-        print(f"dllab: {wheels} already holds the wheels of {lock.name}: nothing to download")
+        print(f"dllab: {wheels} already holds the wheels of {lock.name} (and the SBOM tools'): "
+              "nothing to download")  # fmt: skip
         return
     started = time.monotonic()
-    print(f"dllab: downloading the {len(locks.pins(lock))} wheels of {lock.name} into {folder} "
-          "(those already there are kept)", file=sys.stderr, flush=True)  # fmt: skip
+    needed = containers.wheel_locks(chosen, platform)  # the variant's, and the SBOM tools'
+    print(f"dllab: downloading the {sum(len(locks.pins(each)) for each in needed)} wheels of "
+          f"{' and '.join(each.name for each in needed)} into {folder} (those already there are "
+          "kept)", file=sys.stderr, flush=True)  # fmt: skip
     # One download per lock: the SBOM tools' lock may pin another version of a shared package.
-    for each in containers.wheel_locks(chosen, platform):
+    for each in needed:
         c.run(quote([*cmd, "-r", str(each), "-d", str(folder)]), pty=sys.stdout.isatty())
     # Wheels of an older lock go: the image holds these locks' wheels, exactly, as a fresh
     # clone's would, so the two share the frameworks' layer in the build cache.
-    pins = {f"{name}=={version}" for each in containers.wheel_locks(chosen, platform)
-            for name, version in locks.pins(each).items()}  # fmt: skip
+    pins = {f"{name}=={version}" for each in needed for name, version in locks.pins(each).items()}
     stale = [str(w) for w in sorted(folder.glob("*.whl"))
              if f"{locks.canonical(w.name.split('-')[0])}=={w.name.split('-')[1]}" not in pins]  # fmt: skip
     if stale:

@@ -3,8 +3,10 @@ pip's report and dpkg's database read as the image build reads them."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 from invoke import Exit, MockContext, Result
@@ -119,3 +121,28 @@ def test_dpkg_status_gives_the_installed_packages_only():
     ]  # fmt: skip
     release = sbom.os_release('ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12"\n')
     assert release["ID"] == "debian" and release["VERSION_ID"] == "12"
+
+
+def test_the_wheelhouse_holds_the_sbom_tools_wheels_too(tmp_path, monkeypatch):
+    """invoke wheelhouse downloads the variant's lock and the SBOM tools' (one pip each), and the
+    wheels image's label covers both, so relocking the tools refreshes it."""
+    monkeypatch.setattr(containers, "WHEELHOUSE", tmp_path)
+    c = MockContext(
+        run={
+            re.compile("docker info .*"): Result(stdout='{"ServerVersion": "24.0.0"}'),
+            re.compile("docker image inspect .*"): Result(stdout="sha256:older"),
+            re.compile(".*"): Result(),
+        },
+        repeat=True,
+    )
+    tasks.wheelhouse(c, variant="cpu", platform="linux-aarch64")
+    downloads = [cmd for cmd in ran(c) if cmd[1:4] == ["-m", "pip", "download"]]
+    locks_read = [cmd[cmd.index("-r") + 1] for cmd in downloads]
+    assert locks_read == [
+        str(variants.get("cpu").lock("linux-aarch64")),
+        str(variants.LOCKS / "tools" / "sbom-linux-aarch64.txt"),
+    ]
+    both = "".join(Path(path).read_text() for path in locks_read)
+    assert containers.wheels_lock_digest(variants.get("cpu"), "linux-aarch64") == (
+        "sha256:" + hashlib.sha256(both.encode()).hexdigest()
+    )
