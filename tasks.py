@@ -184,12 +184,15 @@ def _wait_ready(c, name: str, timeout: float = 60) -> None:
         "find_links": "extra folder of wheels for uv (repeatable)",
         "as_of": "resolve anew with nothing uploaded on or after this day, YYYY-MM-DD (UTC); "
         "default: the day each lock records",
+        "resolve": "with --check: also resolve each lock again as of its day (uv, the indexes)",
     },
     iterable=["find_links"],
 )
-def lock(c, variant=None, check=False, find_links=None, as_of=None):
+def lock(c, variant=None, check=False, find_links=None, as_of=None, resolve=False):
     """Compile locks/<variant>-<platform>.txt from pyproject.toml's extras (uv, hashed)."""
     cmd = [PYTHON, "-m", "dllab.locks", "check" if check else "compile"]
+    if resolve:
+        cmd.append("--resolve")
     if variant:
         cmd += ["--variant", _variant(variant)[0].name]
     for link in find_links or []:

@@ -389,7 +389,7 @@ def in_image_command(image: str, program: list[str], platform: str | None = None
     entrypoint, *args = program
     return [
         "docker", "run", "--rm", "--interactive", "--network", "none", *HARDENING,
-        *run_platform(platform), "--entrypoint", entrypoint, image, *args,
+        *Owner.current().labels(), *run_platform(platform), "--entrypoint", entrypoint, image, *args,
     ]  # fmt: skip
 
 

@@ -82,6 +82,7 @@ def test_in_image_commands_reach_no_network_and_bypass_the_entrypoint():
     cmd = containers.in_image_command("dllab:cpu", ["/bin/cat", "/opt/x"])
     assert cmd[:3] == ["docker", "run", "--rm"] and "--network" in cmd and "none" in cmd
     assert {"--cap-drop", "ALL", "no-new-privileges"} <= set(cmd)
+    assert f"dllab.checkout={containers.checkout_id()}" in cmd  # whose it is, while it runs
     assert cmd[cmd.index("--entrypoint") + 1 :] == ["/bin/cat", "dllab:cpu", "/opt/x"]
 
 
@@ -146,3 +147,13 @@ def test_the_wheelhouse_holds_the_sbom_tools_wheels_too(tmp_path, monkeypatch):
     assert containers.wheels_lock_digest(variants.get("cpu"), "linux-aarch64") == (
         "sha256:" + hashlib.sha256(both.encode()).hexdigest()
     )
+
+
+def test_the_lock_task_passes_as_of_and_resolve_to_the_locks_module():
+    """invoke lock --as-of DAY and --check --resolve: one `python -m dllab.locks` each."""
+    c = MockContext(run=Result(), repeat=True)
+    tasks.lock(c, variant="cpu", as_of="2026-09-01")
+    tasks.lock(c, check=True, resolve=True)
+    compile_, check = (cmd[1:] for cmd in ran(c))
+    assert compile_ == ["-m", "dllab.locks", "compile", "--variant", "cpu", "--as-of", "2026-09-01"]
+    assert check == ["-m", "dllab.locks", "check", "--resolve"]
