@@ -44,13 +44,15 @@ from invoke import Collection, Exit, task  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))  # tasks work before dllab is installed
 
-from dllab import environments, images, variants  # noqa: E402
+from dllab import bundle as bundles  # noqa: E402
+from dllab import environments, images, provenance, variants  # noqa: E402
 from dllab import hub as hubs  # noqa: E402
 from dllab import lab as labs  # noqa: E402
 from dllab import workers as training  # noqa: E402
-from dllab.containers import InvokeRunner, port_number, quote  # noqa: E402
+from dllab.containers import port_number  # noqa: E402
 from dllab.errors import UserError  # noqa: E402
 from dllab.progress import report as progress_report  # noqa: E402
+from dllab.runner import InvokeRunner, quote  # noqa: E402
 
 VARIANT_HELP = f"one of {', '.join(variants.VARIANTS)}"
 PLATFORM_HELP = (
@@ -89,13 +91,17 @@ def _variant(name: str, runtime: str | None = None) -> variants.Variant:
         "variant": VARIANT_HELP + " (default: all)",
         "check": "only say whether locks are stale or corrupt",
         "find_links": "extra folder of wheels for uv (repeatable)",
+        "as_of": "resolve anew with nothing uploaded on or after this day, YYYY-MM-DD (UTC); "
+        "default: the day each lock records",
+        "resolve": "with --check: also resolve each lock again as of its day (uv, the indexes)",
     },
     iterable=["find_links"],
 )
-def lock(c, variant=None, check=False, find_links=None):
+def lock(c, variant=None, check=False, find_links=None, as_of=None, resolve=False):
     """Compile locks/<variant>-<platform>.txt from pyproject.toml's extras (uv, hashed)."""
     flags = [*(["--variant", variants.get(variant).name] if variant else []),
-             *(a for link in find_links or [] for a in ("--find-links", link))]  # fmt: skip
+             *(a for link in find_links or [] for a in ("--find-links", link)),
+             *(["--as-of", as_of] if as_of else []), *(["--resolve"] if resolve else [])]  # fmt: skip
     cmd = [sys.executable, "-m", "dllab.locks", "check" if check else "compile", *flags]
     return InvokeRunner(c)(cmd, quiet=False).code
 
@@ -241,11 +247,48 @@ def progress(c, work="work"):
     return progress_report.main(["show", "--work", work])
 
 
+@dllab_task(help={"variant": VARIANT_HELP, "platform": PLATFORM_HELP})
+def verify(c, variant="cpu", platform=None):
+    """Recompute the image's /opt/venv tree hash inside it; compare with its build's record and label."""
+    print(f"dllab: {provenance.verify(InvokeRunner(c), variants.get(variant), platform)}")
+
+
+@dllab_task(help={"variant": VARIANT_HELP, "platform": PLATFORM_HELP})
+def sbom(c, variant="cpu", platform=None):
+    """Print the image's CycloneDX SBOM (/opt/dllab/provenance/sbom.cdx.json)."""
+    # stdout is the SBOM alone (its commands are queries, never echoed): `invoke sbom > sbom.cdx.json`.
+    sys.stdout.write(provenance.sbom(InvokeRunner(c), variants.get(variant), platform))
+
+
+@dllab_task(
+    help={
+        "variant": VARIANT_HELP,
+        "out": "the bundle file to write",
+        "key": "your OpenSSH private key, to sign the bundle's manifest (ssh-keygen -Y sign)",
+        "platform": PLATFORM_HELP,
+    }
+)
+def bundle(c, variant="cpu", out="", key="", platform=None):
+    """Write one signed file for offline classrooms: the image, its lock, SBOM and labs, their sums."""
+    bundles.make_command(InvokeRunner(c), variant, out, key, platform)
+
+
+@dllab_task(
+    help={
+        "file": "the bundle `invoke bundle` wrote",
+        "trust": "the signer's public key, or an OpenSSH allowed_signers file",
+    }
+)
+def load(c, file, trust=""):
+    """Verify a bundle's signature and every sum, then load its image into the engine."""
+    bundles.load_command(InvokeRunner(c), file, trust)
+
+
 SHELL_SCRIPTS = [
     "docker/dllab-start", "docker/profile.sh", "docker/apt-ensure", ".ci/run", ".ci/engine",
     ".ci/arm64", "benchmarks/gpu-run.sh",
 ]  # fmt: skip
-DOCKERFILES = ["docker/Dockerfile", "docker/wheelhouse.Dockerfile"]
+DOCKERFILES = ["docker/Dockerfile", "docker/wheelhouse.Dockerfile", "docker/label.Dockerfile"]
 LINTERS = {
     "ruff": ["ruff", "check", "."],
     "ruff format": ["ruff", "format", "--check", "."],
@@ -266,7 +309,7 @@ def lint(c):
 
 ns = Collection(
     lock, wheelhouse, build, lab, tensorboard, test, doctor, bench, clean, train, hub,
-    hub_remove_volumes, progress, lint,
+    hub_remove_volumes, progress, verify, sbom, bundle, load, lint,
 )  # fmt: skip
 ns.configure({"run": {"echo": True}})
 

@@ -1,10 +1,10 @@
 """The one room that speaks Docker: every `docker` command line dllab runs is built here, from the
-registry, and runs through one Runner; so do the rules every container gets (hardening, shared
-memory, GPUs, names and labels), also in the Docker SDK's form for the hub's DockerSpawner.
+registry, and runs through the one Runner (dllab.runner); so do the rules every container gets
+(hardening, shared memory, GPUs, names and labels), also in the Docker SDK's form for the hub's
+DockerSpawner.
 
 As repo2docker's engine seam: callers ask for a command (`lab_command`, `worker_command`, ...)
-and hand it to a Runner; no other module spells `docker`. A Runner echoes each command as a
-shell line, and under `invoke --dry` prints it without running it.
+and hand it to a Runner; no other module spells `docker`.
 """
 
 from __future__ import annotations
@@ -15,16 +15,14 @@ import io
 import json
 import os
 import re
-import shlex
 import socket
-import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dllab import accounts, locks, variants
 from dllab.errors import UserError
+from dllab.runner import Runner
 from dllab.variants import ROOT, Variant
 
 DOCKER = "docker"
@@ -39,106 +37,6 @@ PIDS_LIMIT = 4096  # frameworks start a thread pool per core: far below this on 
 # PyTorch DataLoader workers share tensors through /dev/shm; Docker's default is 64 MB.
 SHM_SIZE = "2g"
 TOKEN_TARGET = "/run/dllab/token"  # where a lab finds its token (docker/dllab-start)
-
-
-def quote(cmd: Sequence[str]) -> str:
-    return shlex.join(cmd)
-
-
-# --- the one runner --------------------------------------------------------------------------
-
-
-@dataclass
-class Done:
-    """What a command did: its exit code and, when captured, its output."""
-
-    code: int
-    out: str = ""
-    err: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.code == 0
-
-    def last_line(self) -> str:
-        lines = (self.err or self.out).strip().splitlines()
-        return lines[-1] if lines else f"exit code {self.code}"
-
-
-class Runner:
-    """Runs argument lists (never a shell line): output captured (`quiet`) or shown. With `echo`,
-    a command that changes something (`echo=True`, or shown output) is printed first, as invoke
-    prints them; under `dry`, every command is printed and none runs (each answers exit 0)."""
-
-    def __init__(self, echo: bool = False, dry: bool = False):
-        self.echo, self.dry = echo, dry
-
-    def show(self, cmd: Sequence[str], wanted: bool = True) -> None:
-        if self.dry or (self.echo and wanted):
-            print(quote(cmd), file=sys.stdout if self.dry else sys.stderr, flush=True)
-
-    def __call__(
-        self,
-        cmd: Sequence[str],
-        *,
-        quiet: bool = True,
-        echo: bool = False,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> Done:
-        self.show(cmd, echo or not quiet)
-        if self.dry:
-            return Done(0)
-        try:
-            result = subprocess.run(
-                list(cmd), capture_output=quiet, text=True, env={**os.environ, **(env or {})},
-                timeout=timeout,
-            )  # fmt: skip
-        except FileNotFoundError:
-            return Done(127, err=f"{cmd[0]}: command not found")
-        except subprocess.TimeoutExpired:  # a framework's child that hangs (dllab.devices)
-            return Done(124, err=f"timed out after {timeout:.0f} s")
-        return Done(result.returncode, result.stdout or "", result.stderr or "")
-
-    def start(self, cmd: Sequence[str], echo: bool = False, **popen) -> subprocess.Popen | None:
-        """A long-running command (a worker, the hub); None under a dry run."""
-        self.show(cmd, echo)
-        return None if self.dry else subprocess.Popen(list(cmd), **popen)
-
-    def checked(self, cmd: Sequence[str], *, quiet: bool = True, echo: bool = True) -> str:
-        """The output of a command that changes something (echoed), or a UserError with its
-        last line."""
-        done = self(cmd, quiet=quiet, echo=echo)
-        if not done.ok:
-            raise UserError(f"`{quote(cmd[:3])} ...` failed: {done.last_line()}")
-        return done.out
-
-
-class InvokeRunner(Runner):
-    """The Runner of an invoke task: every command through `c.run`, so that `invoke --dry`
-    prints it and tests answer it (invoke's MockContext)."""
-
-    def __init__(self, c):
-        super().__init__(echo=bool(c.config.run.echo), dry=bool(c.config.run.dry))
-        self.c = c
-
-    def __call__(self, cmd, *, quiet=True, echo=False, env=None, timeout=None) -> Done:
-        # hide=True also silences invoke's echo; "both" hides the output alone.
-        hide = ("both" if echo else True) if quiet else None
-        result = self.c.run(
-            quote(cmd), hide=hide, warn=True, pty=False, env=dict(env or {}), timeout=timeout
-        )
-        return Done(result.exited, result.stdout or "", result.stderr or "")
-
-    def show(self, cmd, wanted=True) -> None:
-        if self.dry or (self.echo and wanted):  # as invoke echoes what it runs
-            print(self.c.config.run.echo_format.format(command=quote(cmd)), flush=True)
-
-    def start(self, cmd, echo=False, **popen):
-        if self.dry:
-            self.c.run(quote(cmd))  # printed, not run
-            return None
-        return super().start(cmd, echo, **popen)
 
 
 # --- who owns what: names and labels ---------------------------------------------------------
@@ -280,16 +178,24 @@ def wheelhouse(variant: Variant, platform: str) -> Path:
 
 
 def wheels_image(variant: Variant, platform: str) -> str:
-    """The image `invoke wheelhouse` makes of those wheels; offline builds copy from it."""
-    return f"dllab-wheels:{variant.name}-{platform}"
+    """The image `invoke wheelhouse` makes of those wheels; offline builds copy from it.
+    dllab-wheels, or <DLLAB_IMAGE_NAME>-wheels: a second tree's locks have wheels of their own."""
+    return f"{variants.image_name()}-wheels:{variant.name}-{platform}"
 
 
-WHEELS_LOCK_LABEL = "dllab.wheels-of"  # the digest of the lock a wheels image holds
+WHEELS_LOCK_LABEL = "dllab.wheels-of"  # the digest of the locks a wheels image holds
+
+
+def wheel_locks(variant: Variant, platform: str) -> list[Path]:
+    """The locks whose wheels an offline build needs: the variant's, and the SBOM tools'."""
+    return [variant.lock(platform), locks.SBOM.lock(platform)]
 
 
 def wheels_lock_digest(variant: Variant, platform: str) -> str:
-    """The digest of the lock's whole text: a wheels image labelled with it is up to date."""
-    return locks.content_digest(variant.lock(platform).read_text())
+    """The digest of those locks' whole text: a wheels image labelled with it is up to date."""
+    return locks.content_digest(
+        "".join(lock.read_text() for lock in wheel_locks(variant, platform))
+    )
 
 
 def wheels_image_command(variant: Variant, platform: str) -> list[str]:
@@ -675,3 +581,56 @@ def any_free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+# --- provenance: the venv tree label, verify, the SBOM, bundles (dllab.provenance, dllab.bundle) --
+
+LABEL_DOCKERFILE = ROOT / "docker" / "label.Dockerfile"
+
+
+def label_command(
+    image_id: str, venv_tree: str, tags: list[str], iidfile: Path, context: Path, platform: str
+) -> list[str]:
+    """`docker build` of docker/label.Dockerfile: the image `image_id` labelled dllab.venv-tree,
+    with no new layer, tagged as the build's tags."""
+    docker_platform = variants.PLATFORMS[platform].docker
+    cmd = [
+        DOCKER, "build", "--quiet", "--network", "none", "--file", str(LABEL_DOCKERFILE),
+        "--build-arg", f"IMAGE={image_id}", "--build-arg", f"VENV_TREE={venv_tree}",
+        "--iidfile", str(iidfile),
+        *(["--platform", docker_platform] if docker_platform else []),
+    ]  # fmt: skip
+    for tag in tags:
+        cmd += ["--tag", tag]
+    return [*cmd, str(context)]
+
+
+def label_template(name: str) -> str:
+    return '{{index .Config.Labels "' + name + '"}}'
+
+
+def in_image_command(image: str, program: list[str], platform: str | None = None) -> list[str]:
+    """`docker run` of `program` in `image` for what it holds, never for what it serves: no
+    network, its entrypoint bypassed, stdin open (a script may come that way), hardened."""
+    entrypoint, *args = program
+    owner = Owner.current()
+    spec = Spec(variants.VARIANTS["cpu"], owner.user, {**owner.labels(), "dllab.role": "run"})
+    return [
+        DOCKER, "run", "--rm", "--interactive", "--network", "none", *spec.args(),
+        *run_platform(platform), "--entrypoint", entrypoint, image, *args,
+    ]  # fmt: skip
+
+
+def save_command(image: str) -> list[str]:
+    """`docker save` of `image` to stdout."""
+    return [DOCKER, "save", image]
+
+
+def load_command() -> list[str]:
+    """`docker load` of an image archive on stdin (docker save's, gzip-compressed or not)."""
+    return [DOCKER, "load"]
+
+
+def all_images_command() -> list[str]:
+    """Every image ID the engine holds, intermediate ones included."""
+    return [DOCKER, "image", "ls", "--all", "--quiet", "--no-trunc"]

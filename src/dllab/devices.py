@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dllab import gpus, variants
-from dllab.containers import Runner
 from dllab.frameworks import RESULT, TARGETS, TF_CPP_MIN_LOG_LEVEL, Target
+from dllab.runner import Runner
 
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
 # Seconds per probe or training step, each in a process of its own; DLLAB_PROBE_TIMEOUT raises it

@@ -14,8 +14,9 @@ import urllib.request
 from pathlib import Path
 
 from dllab import containers, private, variants
-from dllab.containers import Owner, Runner
+from dllab.containers import Owner
 from dllab.errors import Parser
+from dllab.runner import Runner
 from dllab.variants import ROOT
 
 GOALS = {"cpu": 2.3e9, "cuda": 8e9}

@@ -7,8 +7,9 @@ import importlib.util
 import sys
 
 from dllab import containers, images, lab, locks, native, variants
-from dllab.containers import Owner, Runner
+from dllab.containers import Owner
 from dllab.errors import UserError, task_command
+from dllab.runner import Runner
 from dllab.variants import Variant
 
 SUITES = ["tests/env", "tests/labs"]  # what runs inside an environment (the rest needs a host)

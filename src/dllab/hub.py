@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dllab import accounts, containers, devices, gpus, private, variants
-from dllab.containers import Owner, Runner
+from dllab.containers import Owner
 from dllab.errors import Parser, UserError, report, task_command
+from dllab.runner import Runner
 from dllab.variants import ROOT
 
 DEPLOY = ROOT / "deploy" / "jupyterhub"

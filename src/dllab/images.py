@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 import time
 
-from dllab import containers, locks, native, private, variants
-from dllab.containers import Owner, Runner
+from dllab import containers, locks, native, private, provenance, variants
+from dllab.containers import Owner
 from dllab.errors import UserError
+from dllab.runner import Runner
 from dllab.variants import ROOT, Variant
 
 
@@ -27,23 +28,26 @@ def say(line: str) -> None:
 
 
 def wheelhouse(run: Runner, variant: Variant, platform: str) -> None:
-    """Download every wheel of the lock into a folder and an image, for offline builds."""
+    """Download every wheel of the lock (and the SBOM tools' lock) into a folder and an image,
+    for offline builds."""
     lock = variant.lock(platform)
     folder, wheels = (
         containers.wheelhouse(variant, platform),
         containers.wheels_image(variant, platform),
     )
     containers.check_engine(run)
-    # Kept when it holds this very lock's wheels: no download, and the same image ID, so the
+    # Kept when it holds these very locks' wheels: no download, and the same image ID, so the
     # frameworks' layer of the next build stays cached (a rebuilt one would redo it).
     label = '{{index .Config.Labels "' + containers.WHEELS_LOCK_LABEL + '"}}'
     held = run(containers.image_inspect_command(wheels, label))
     if held.ok and held.out.strip() == containers.wheels_lock_digest(variant, platform):
-        say(f"{wheels} already holds the wheels of {lock.name}: nothing to download")
+        say(f"{wheels} already holds the wheels of {lock.name} (and the SBOM tools'): nothing to download")  # fmt: skip
         return
     started = time.monotonic()
-    pins = locks.pins(lock)
-    say(f"downloading the {len(pins)} wheels of {lock.name} into {folder} (those already there are kept)")  # fmt: skip
+    needed = containers.wheel_locks(variant, platform)  # the variant's, and the SBOM tools'
+    count = sum(len(locks.pins(each)) for each in needed)
+    say(f"downloading the {count} wheels of {' and '.join(each.name for each in needed)} into "
+        f"{folder} (those already there are kept)")  # fmt: skip
     cmd = [
         sys.executable, "-m", "pip", "download", "--progress-bar", "on", "--no-deps",
         "--require-hashes", "--only-binary=:all:", "--python-version", variants.PYTHON_MINOR,
@@ -53,11 +57,14 @@ def wheelhouse(run: Runner, variant: Variant, platform: str) -> None:
         cmd += ["--platform", tag]
     if index := variants.torch_index(variant):
         cmd += ["--extra-index-url", index]
-    run.checked([*cmd, "-r", str(lock), "-d", str(folder)], quiet=False)
-    # Wheels of an older lock go: the image holds this lock's wheels, exactly, as a fresh
+    # One download per lock: the SBOM tools' lock may pin another version of a shared package.
+    for each in needed:
+        run.checked([*cmd, "-r", str(each), "-d", str(folder)], quiet=False)
+    # Wheels of an older lock go: the image holds these locks' wheels, exactly, as a fresh
     # clone's would, so the two share the frameworks' layer in the build cache.
+    pins = {f"{name}=={version}" for each in needed for name, version in locks.pins(each).items()}
     stale = [str(w) for w in sorted(folder.glob("*.whl"))
-             if pins.get(locks.canonical(w.name.split("-")[0])) != w.name.split("-")[1]]  # fmt: skip
+             if f"{locks.canonical(w.name.split('-')[0])}=={w.name.split('-')[1]}" not in pins]  # fmt: skip
     if stale:
         run.checked(["rm", "-f", "--", *stale])
     run.checked(containers.wheels_image_command(variant, platform))
@@ -90,7 +97,8 @@ def build(
         private.folder(containers.image_ids_file(variant, platform, rev).parent)
     started = time.monotonic()
     run.checked(containers.build_command(variant, platform, rev, offline), quiet=False)
-    if not run.dry:
+    if not run.dry:  # the second, short step: the venv tree hash the build recorded, as a label
+        say(provenance.label(run, variant, platform, rev))
         tag = containers.image_tag(variant, platform)
         size = run(containers.image_inspect_command(tag, "{{.Size}}")).out.strip()
         weight = f"{int(size) / 1e9:.2f} GB" if size.isdigit() else "size unknown"

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dllab import containers, images, native, private, variants
-from dllab.containers import Owner, Runner
+from dllab.containers import Owner
 from dllab.errors import UserError, task_command
+from dllab.runner import Runner
 from dllab.variants import ROOT, Variant
 
 PATH_MAX = 4096  # bytes, with the final NUL (Linux): longer paths cannot be opened

@@ -7,7 +7,7 @@ import shutil
 import sys
 
 from dllab import variants
-from dllab.containers import Runner
+from dllab.runner import Runner
 from dllab.variants import Variant
 
 EDITABLE = ["pip", "install", "--no-deps", "--no-build-isolation", "-e", "."]

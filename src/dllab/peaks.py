@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import NotRequired, TypedDict
 
 from dllab import devices
-from dllab.containers import Runner
+from dllab.runner import Runner
 
 CPUINFO = Path("/proc/cpuinfo")
 MAX_FREQ = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")

@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dllab import containers, devices, gpus, variants
-from dllab.containers import Owner, Runner
+from dllab.containers import Owner
 from dllab.errors import Parser, UserError, report
 from dllab.frameworks import FRAMEWORKS, RESULT
+from dllab.runner import Runner
 
 MAX_WORKERS = 64
 RUN_LABEL = "dllab.run"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from dllab import containers, hub
+from dllab import containers, hub, runner
 from dllab.variants import ROOT
 
 # The tests' hubs are an instance of their own: never the hub you run from this checkout.
@@ -54,7 +54,7 @@ def hub_env(state, instance: str = INSTANCE) -> dict[str, str]:
 
 def remove_everything(instance: str = INSTANCE) -> None:
     """Every container, network and volume of the tests' hub (this checkout's, that instance's)."""
-    run = containers.Runner()
+    run = runner.Runner()
     with as_instance(instance):
         filters = hub.filters()
     if ids := run(containers.list_command(filters)).out.split():

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from dllab import containers, envbench, variants
+from dllab import containers, envbench, runner, variants
 from dllab import hub as dllab_hub
 from dllab.containers import any_free_port
 from dllab.errors import Parser
@@ -41,7 +41,7 @@ def latency(hub: Hub, n: int = 20) -> dict:
 
 def memory_mib() -> dict[str, float]:
     """Each of the bench hub's learner containers: its memory in MiB, from `docker stats`."""
-    run = containers.Runner()
+    run = runner.Runner()
     with as_instance(INSTANCE):
         ids = run(containers.list_command(["--filter", "status=running", *dllab_hub.filters()])).out.split()  # fmt: skip
     if not ids:  # `docker stats` with no names would report every container
@@ -81,9 +81,7 @@ def main() -> int:
     p.add_argument("--out", default=str(ROOT / ".bench" / "hub.json"))
     args = p.parse_args()
     results: dict = {"cpus": os.cpu_count()}
-    results["baseline_s"] = envbench.run_to_ready(
-        containers.Runner(), variants.get("cpu"), args.runs
-    )
+    results["baseline_s"] = envbench.run_to_ready(runner.Runner(), variants.get("cpu"), args.runs)
     print("baseline (docker run -> /api):", results["baseline_s"], flush=True)
 
     state = Path(tempfile.mkdtemp(prefix="dllab-hubbench-"))

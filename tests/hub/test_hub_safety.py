@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dllab import accounts, containers, variants
+from dllab import accounts, containers, runner, variants
 from dllab.variants import ROOT
 from tests.hub.client import Hub, form, hub_env, hub_name
 
@@ -31,7 +31,7 @@ def login(hub: Hub, name: str, password: str) -> int:
 
 
 def inspect(name: str) -> dict:
-    return json.loads(containers.Runner().checked(["docker", "inspect", name]))[0]
+    return json.loads(runner.Runner().checked(["docker", "inspect", name]))[0]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_login_pages_answer_the_host_only_and_the_names_it_serves(hub, learners)
         variants.get("cpu"), ["-c", probe, api_address(hub), "/hub/api/", "/hub/signup", "/hub/login"],
         options=["--entrypoint", "/usr/bin/python3"],
     )  # fmt: skip
-    answers = dict(line.split() for line in containers.Runner().checked(cmd).splitlines())
+    answers = dict(line.split() for line in runner.Runner().checked(cmd).splitlines())
     assert answers == {"/hub/api/": "200", "/hub/signup": "403", "/hub/login": "403"}
     assert requests.get(f"{hub.url}/hub/signup", timeout=10).status_code == 200
     rebound = requests.get(f"{hub.url}/hub/login", headers={"Host": f"evil.example:{hub.port}"}, timeout=10)  # fmt: skip
@@ -150,7 +150,7 @@ def test_learners_run_as_uids_of_their_own_and_cannot_reach_each_other(hub, lear
     name = hub_name()
     uids = {who: int(inspect(f"{name}-{who}")["Config"]["User"].split(":")[0]) for who in learners}
     assert uids["alice"] != uids["bob"] and not any(map(accounts.is_account, uids.values()))
-    volume = json.loads(containers.Runner().checked(["docker", "volume", "inspect", f"{name}-work-bob"]))[0]  # fmt: skip
+    volume = json.loads(runner.Runner().checked(["docker", "volume", "inspect", f"{name}-work-bob"]))[0]  # fmt: skip
     notes = Path(volume["Mountpoint"]) / "secret.txt"
     assert notes.stat().st_uid == uids["bob"] and notes.stat().st_mode & 0o077 == 0
     probe = f"""
@@ -197,7 +197,7 @@ def test_two_checkouts_hubs_share_nothing(hub, learners, other_checkout, tmp_pat
         assert state.stat().st_mode & 0o777 == 0o700 and (state / "hub.log").stat().st_mode & 0o777 == 0o600  # fmt: skip
         second.create_user("alice")
         second.spawn("alice")
-        listed = containers.Runner().checked(["docker", "ps", "--format", "{{.Names}}"]).split()
+        listed = runner.Runner().checked(["docker", "ps", "--format", "{{.Names}}"]).split()
         alice = [name for name in listed if name.endswith("-alice")]
         assert len(alice) == 2 and f"{mine}-alice" in alice
     finally:

@@ -23,7 +23,7 @@ import jupytext
 import pytest
 import requests
 
-from dllab import containers
+from dllab import containers, runner
 from dllab.progress.events import FIELDS
 from dllab.variants import ROOT
 from tests.hub.client import Hub, Server, hub_name
@@ -174,7 +174,7 @@ def test_kernels_hold_no_hub_token_while_their_server_does(hub, room):
     """The server's container has JUPYTERHUB_API_TOKEN; a kernel's environment has no token at all."""
     server = hub.server("alice", room["alice"])
     listed = (
-        containers.Runner()
+        runner.Runner()
         .checked(
             containers.inspect_command(
                 f"{hub_name()}-alice", "{{range .Config.Env}}{{println .}}{{end}}"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from dllab import accounts, containers
+from dllab import accounts, containers, runner
 from dllab.variants import ROOT
 
 pytestmark = pytest.mark.slow
@@ -113,7 +113,7 @@ def test_no_docker_exec_inherits_the_token(running_lab):
     result, _, _, _ = running_lab
     token = re.search(r"\?token=([\w-]+)", result.stdout).group(1)
     name = re.search(r"--name (\S+)", result.stdout + result.stderr).group(1)
-    run = containers.Runner()
+    run = runner.Runner()
     assert token not in run.checked(containers.inspect_command(name, "{{json .Config.Env}}"))
     assert token not in run.checked(["docker", "exec", name, "/usr/bin/env"])
     assert token not in run.checked(["docker", "exec", "--user", "0", name, "/usr/bin/env"])
@@ -197,7 +197,7 @@ def test_bad_input_is_one_line_and_exit_2_at_once(args, says, instance, tmp_path
     assert result.stderr.strip().startswith("dllab: ") and says in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert set(tmp_path.iterdir()) == before
-    assert not containers.Runner()(containers.list_command(containers.Owner.current().filters())).out.split()  # fmt: skip
+    assert not runner.Runner()(containers.list_command(containers.Owner.current().filters())).out.split()  # fmt: skip
 
 
 @pytest.mark.parametrize("bad", ["a b", "../x", "UPPER", "x" * 40])

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from dllab import containers, workers
+from dllab import containers, runner, workers
 from dllab.variants import ROOT
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -35,7 +35,7 @@ def instance(cpu_image, tmp_path):
 
 def left(network: str) -> list[str]:
     """The run's containers and networks still on the engine."""
-    run, label = containers.Runner(), ["--filter", f"label={workers.RUN_LABEL}={network}"]
+    run, label = runner.Runner(), ["--filter", f"label={workers.RUN_LABEL}={network}"]
     return run(containers.list_command(label)).out.split() + run(containers.networks_command(label)).out.split()  # fmt: skip
 
 

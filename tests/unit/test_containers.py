@@ -8,27 +8,27 @@ import socket
 
 import pytest
 
-from dllab import containers, variants
+from dllab import containers, runner, variants
 from dllab.errors import UserError
 
 CPU = variants.get("cpu")
 CUDA = variants.get("cuda")
 
 
-class Fake(containers.Runner):
+class Fake(runner.Runner):
     """A Runner answering each command by its first two words (`docker info`, `docker image`)."""
 
-    def __init__(self, answers: dict[str, containers.Done]):
+    def __init__(self, answers: dict[str, runner.Done]):
         super().__init__()
         self.answers, self.ran = answers, []
 
-    def __call__(self, cmd, **kwargs) -> containers.Done:
+    def __call__(self, cmd, **kwargs) -> runner.Done:
         self.ran.append(list(cmd))
-        return self.answers.get(" ".join(cmd[:2]), containers.Done(0))
+        return self.answers.get(" ".join(cmd[:2]), runner.Done(0))
 
 
-def runner(answers: dict[str, tuple[int, str] | containers.Done]) -> Fake:
-    return Fake({k: v if isinstance(v, containers.Done) else containers.Done(*v) for k, v in answers.items()})  # fmt: skip
+def runner(answers: dict[str, tuple[int, str] | runner.Done]) -> Fake:
+    return Fake({k: v if isinstance(v, runner.Done) else runner.Done(*v) for k, v in answers.items()})  # fmt: skip
 
 
 def info(**fields) -> tuple[int, str]:
@@ -73,8 +73,8 @@ PERMISSION = (
 @pytest.mark.parametrize(
     "answer",
     [
-        containers.Done(1, "", PERMISSION),  # older CLIs: exit 1, the reason on stderr
-        containers.Done(0, json.dumps({"ServerErrors": [PERMISSION]})),  # CLI 23+
+        runner.Done(1, "", PERMISSION),  # older CLIs: exit 1, the reason on stderr
+        runner.Done(0, json.dumps({"ServerErrors": [PERMISSION]})),  # CLI 23+
     ],
 )
 def test_permission_denied_names_the_docker_group_not_start_docker(answer, monkeypatch):
@@ -96,7 +96,7 @@ def test_a_docker_host_or_context_that_points_nowhere_is_named(variable, value, 
     """DOCKER_HOST or DOCKER_CONTEXT set, and nothing answers there: the variable is named."""
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.setenv(variable, value)
-    failed = containers.Done(1, "", f"Cannot connect to the Docker daemon at {value}")
+    failed = runner.Done(1, "", f"Cannot connect to the Docker daemon at {value}")
     with pytest.raises(UserError) as error:
         containers.check_engine(runner({"docker info": failed}))
     assert str(error.value) == (

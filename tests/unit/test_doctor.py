@@ -11,8 +11,8 @@ import pytest
 
 from dllab import devices, doctor, smoke, variants
 from dllab.__main__ import main
-from dllab.containers import Done
 from dllab.frameworks import TARGETS, Target
+from dllab.runner import Done
 from tests.support import require_frameworks
 
 LINUX = {"platform": "linux-x86_64", "variant": None, "nvidia_driver": None}

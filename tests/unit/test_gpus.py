@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dllab import devices, gpus
-from dllab.containers import Done
+from dllab.runner import Done
 
 # `nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader` on a lent H200.
 H200 = "0, GPU-cd0a0dcb-67cd-6a62-2f17-b4c08e42fcf3, NVIDIA H200, 143771 MiB\n"

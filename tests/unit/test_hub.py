@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dllab import accounts, containers, hub
+from dllab import accounts, containers, hub, runner
 from dllab.errors import UserError
 
 
@@ -142,7 +142,7 @@ def test_a_stale_pid_file_is_named(paths):
         hub.running_pid(paths)
 
 
-class Fake(containers.Runner):
+class Fake(runner.Runner):
     """A Runner that lists two learners' volumes, no running server, and records the rest."""
 
     def __init__(self):
@@ -152,7 +152,7 @@ class Fake(containers.Runner):
     def __call__(self, cmd, **kwargs):
         self.ran.append(list(cmd))
         listing = "v-alice\talice\nv-bob\tbob\n" if cmd[1:3] == ["volume", "ls"] else ""
-        return containers.Done(0, listing)
+        return runner.Done(0, listing)
 
 
 def test_remove_volumes_lists_and_asks_for_yes(monkeypatch, paths, capsys):
@@ -179,7 +179,7 @@ def test_remove_volumes_is_refused_while_the_hubs_servers_run(monkeypatch, paths
     class Running(Fake):
         def __call__(self, cmd, **kwargs):
             done = super().__call__(cmd, **kwargs)
-            return containers.Done(0, "abc123\n") if cmd[1] == "ps" else done
+            return runner.Done(0, "abc123\n") if cmd[1] == "ps" else done
 
     run = Running()
     with pytest.raises(UserError, match=r"this hub is running: stop it first with `invoke hub --stop`"):  # fmt: skip

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import datetime
+import re
+
 import pytest
 
 from dllab import locks, variants
 from dllab.errors import UserError
 
 
-@pytest.mark.parametrize("variant", variants.VARIANTS.values(), ids=lambda v: v.name)
+@pytest.mark.parametrize("variant", locks.lock_sets(), ids=lambda v: v.name)
 def test_every_lock_matches_its_source(variant):
-    """No committed lock is stale: each was compiled from the pyproject.toml on main."""
+    """No committed lock is stale: each was compiled from the pyproject.toml on main, and records
+    the day it was resolved as of (with its exemptions) in the lines its digest covers."""
     for platform in variant.platforms:
         assert locks.stale(variant, platform) is None
+        assert locks.recorded_as_of(variant.lock(platform)) is not None
 
 
 def test_a_changed_source_makes_the_lock_stale_and_says_how_to_fix_it(tmp_path, monkeypatch):
@@ -49,12 +54,182 @@ def test_locks_pin_what_each_variant_promises():
     assert metal["tensorflow"].startswith("2.18.") and metal["tensorflow-metal"] == "1.2.0"
 
 
-def test_compile_command_targets_bookworm_python_and_the_platform():
+def test_compile_command_targets_bookworm_python_and_the_platform(tmp_path):
     """uv compiles for Python 3.11.2 and the lock's platform, with hashes."""
-    cmd = locks.compile_command(variants.get("metal"), "macos-arm64", [])
+    cmd = locks.compile_command(
+        variants.get("metal"), "macos-arm64", [], datetime.date(2026, 11, 1), tmp_path / "l.txt"
+    )
     assert cmd[cmd.index("--python-version") + 1] == "3.11.2"
     assert cmd[cmd.index("--python-platform") + 1] == "aarch64-apple-darwin"
     assert "--generate-hashes" in cmd
+
+
+def test_as_of_is_the_start_of_that_day_utc_with_the_exemptions(tmp_path, monkeypatch):
+    """--exclude-newer the day's first instant, UTC; torch (cpu) exempt; --as-of resolves anew;
+    the SBOM tools' lock asks no torch index, even where DLLAB_TORCH_INDEX names one."""
+    monkeypatch.setenv("DLLAB_TORCH_INDEX", "https://torch.example/whl/cpu")
+    day = datetime.date(2026, 11, 24)
+    cpu = locks.compile_command(variants.get("cpu"), "linux-x86_64", [], day, tmp_path / "l", True)
+    assert cpu[cpu.index("--exclude-newer") + 1] == "2026-11-24T00:00:00Z"
+    assert cpu[cpu.index("--exclude-newer-package") + 1] == "torch=false"
+    assert "--upgrade" in cpu and "https://torch.example/whl/cpu" in cpu
+    sbom = locks.compile_command(locks.SBOM, "linux-x86_64", [], day, tmp_path / "l")
+    assert "--exclude-newer-package" not in sbom and "--upgrade" not in sbom
+    assert "--extra-index-url" not in sbom
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2026-12-05", "is in the future (today is 2026-12-04, UTC)"),
+        ("2026-13-01", "--as-of must be a date as YYYY-MM-DD, not '2026-13-01'"),
+        ("last week", "--as-of must be a date as YYYY-MM-DD"),
+    ],
+)
+def test_a_future_or_malformed_as_of_is_one_line(value, message):
+    """Refused before uv runs, in one line that says what a good value is."""
+    with pytest.raises(UserError, match=re.escape(message)):
+        locks.parse_as_of(value, today=datetime.date(2026, 12, 4))
+    assert locks.parse_as_of("2026-12-04", today=datetime.date(2026, 12, 4))
+
+
+def test_as_of_in_the_future_exits_2_and_leaves_every_lock_as_it_was(capsys):
+    """`invoke lock --as-of` a day to come: exit 2, one line, no lock touched."""
+    before = {p: p.read_bytes() for p in variants.LOCKS.rglob("*.txt")}
+    assert locks.main(["compile", "--as-of", "2999-01-01"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dllab: --as-of 2999-01-01 is in the future") and err.count("\n") == 1
+    assert {p: p.read_bytes() for p in variants.LOCKS.rglob("*.txt")} == before
+
+
+def test_uvs_reason_becomes_one_line_naming_the_pin_and_its_day():
+    """uv's hint that a pin was published after the cutoff, as one actionable line."""
+    stderr = (
+        "error: No solution found when resolving dependencies\n  cause: Because there is no "
+        "version of jax==0.10.2 and dllab depends on jax==0.10.2, ...\n\nhint: `jax` was filtered "
+        "by `exclude-newer` to only include packages uploaded before 2026-06-01T00:00:00Z. The "
+        "requested version, v0.10.2, was published at 2026-06-17T23:42:41.259Z. Consider ..."
+    )
+    line = locks.unresolved(variants.get("cpu"), "linux-x86_64", datetime.date(2026, 6, 1), stderr)
+    assert line == (
+        "the cpu lock for linux-x86_64 does not resolve as of 2026-06-01: jax 0.10.2, which "
+        "pyproject.toml asks for, was published on 2026-06-17: choose a later --as-of date, or "
+        "an older pin"
+    )
+
+
+CPU_LOCK = variants.get("cpu").lock("linux-x86_64")  # the committed one, whatever a test patches
+
+
+def restamp(tmp_path, monkeypatch, edit):
+    """A copy of the cpu x86_64 lock, edited by `edit` and then stamped as `invoke lock` would."""
+    text = CPU_LOCK.read_text()
+    body = edit(text.split(locks.CONTENT_PREFIX, 1)[0])
+    (tmp_path / "cpu-linux-x86_64.txt").write_text(
+        body + f"{locks.CONTENT_PREFIX}{locks.content_digest(body)}\n"
+    )
+    monkeypatch.setattr(variants, "LOCKS", tmp_path)
+    return locks.stale(variants.get("cpu"), "linux-x86_64")
+
+
+def test_a_lock_without_its_as_of_record_or_exemption_is_refused(tmp_path, monkeypatch):
+    """No date, a date to come, or an exemption dropped: --check names the lock and the fix."""
+    no_date = restamp(tmp_path, monkeypatch, lambda t: re.sub(r"# dllab-as-of: .*\n", "", t))
+    assert no_date == "cpu-linux-x86_64.txt records no as-of date: run `invoke lock --variant cpu`"
+    future = restamp(tmp_path, monkeypatch, lambda t: t.replace("as-of: 2026-", "as-of: 2999-"))
+    assert "a day still to come" in future
+    dropped = restamp(tmp_path, monkeypatch, lambda t: re.sub(r"# dllab-as-of-exempt: .*\n", "", t))
+    assert "exemptions from its as-of date are not locks.AS_OF_EXEMPT's" in dropped
+
+
+def test_an_exemption_for_a_pin_that_is_not_exact_is_refused(tmp_path, monkeypatch):
+    """An exempt package must be pinned with ==, or its version could float past the date."""
+    text = locks.PYPROJECT.read_text().replace('"jax==0.10.2"', '"jax>=0.10"')
+    edited = tmp_path / "pyproject.toml"
+    edited.write_text(text)
+    monkeypatch.setattr(locks.source, "__defaults__", (edited,))
+    monkeypatch.setitem(locks.AS_OF_EXEMPT, "cpu", {"torch": "why", "jax": "why"})
+    why = locks.as_of_problem(variants.get("cpu"), "linux-x86_64", "")
+    assert why and "jax is exempt from the as-of date" in why and "'jax>=0.10'" in why
+
+
+def find_links() -> list[str]:
+    """The wheel folder pip is configured with here (the cpu x86_64 torch build lies there)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.find-links"],
+                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    return out
+
+
+@pytest.mark.slow
+def test_as_of_picks_what_was_newest_that_day(tmp_path, monkeypatch):
+    """Resolved anew as of 2026-11-24, the cpu lock has babel 2.18.0; as of the next day, 2.19.0
+    (uploaded on the 24th): the cutoff is the day's start, UTC, whenever it is run."""
+    monkeypatch.setenv("DLLAB_TORCH_INDEX", "")
+    cpu = variants.get("cpu")
+    found = []
+    for day in (datetime.date(2026, 11, 24), datetime.date(2026, 11, 25)):
+        folder = tmp_path / day.isoformat()
+        folder.mkdir()
+        lock = locks.resolve(cpu, "linux-x86_64", find_links(), day, folder, fresh=True)
+        found.append(locks.pins(lock)["babel"])
+        assert locks.recorded_as_of(lock) == day
+    assert found == ["2.18.0", "2.19.0"]
+
+
+@pytest.mark.slow
+def test_a_date_before_the_pins_existed_is_one_line_exit_2(monkeypatch, capsys):
+    """--as-of 1990-01-01: one line naming a pin and the day it came out; no lock touched."""
+    monkeypatch.setenv("DLLAB_TORCH_INDEX", "")
+    before = {p: p.read_bytes() for p in variants.LOCKS.rglob("*.txt")}
+    assert locks.main(["compile", "--as-of", "1990-01-01", "--variant", "cpu"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (
+        "dllab: the cpu lock for linux-x86_64 does not resolve as of 1990-01-01: tensorflow-cpu "
+        "2.21.0, which pyproject.toml asks for, was published on 2026-03-06: choose a later "
+        "--as-of date, or an older pin"
+    )
+    assert {p: p.read_bytes() for p in variants.LOCKS.rglob("*.txt")} == before
+
+
+@pytest.mark.slow
+def test_a_lock_that_fails_leaves_every_lock_as_it_was(tmp_path, monkeypatch, capsys):
+    """The SBOM tools' locks resolve, then the cpu lock cannot (a pin that does not exist):
+    exit 2, uv's reason in one line, and no lock was written, not even the tools'."""
+    monkeypatch.setenv("DLLAB_TORCH_INDEX", "")
+    edited = tmp_path / "pyproject.toml"
+    edited.write_text(locks.PYPROJECT.read_text().replace('"jax==0.10.2"', '"jax==0.0.0.1"'))
+    monkeypatch.setattr(locks, "PYPROJECT", edited)
+    before = {p: p.read_bytes() for p in variants.LOCKS.rglob("*.txt")}
+    assert (
+        locks.main(["compile", "--as-of", "2026-12-01", "--variant", "sbom", "--variant", "cpu"])
+        == 2
+    )
+    err = capsys.readouterr().err.splitlines()
+    assert "locking sbom for linux-aarch64 as of 2026-12-01" in err
+    assert err[-1].startswith(
+        "dllab: the cpu lock for linux-x86_64 does not resolve as of 2026-12-01: "
+    )
+    assert "jax==0.0.0.1" in err[-1]
+    assert {p: p.read_bytes() for p in variants.LOCKS.rglob("*.txt")} == before
+
+
+@pytest.mark.slow
+def test_check_resolve_confirms_each_pin_existed_on_the_recorded_day(tmp_path, monkeypatch):
+    """`lock --check --resolve`: uv keeps every pin of the cpu and tools locks as of their dates;
+    a lock that claims an earlier day than its pins is caught, naming what uv picks instead."""
+    monkeypatch.setenv("DLLAB_TORCH_INDEX", "")
+    assert locks.main(["check", "--resolve", "--variant", "cpu", "--variant", "sbom",
+                       *(f"--find-links={f}" for f in find_links())]) == 0  # fmt: skip
+    restamp(tmp_path, monkeypatch, lambda t: t.replace("as-of: 2026-12-04", "as-of: 2026-11-01"))
+    folder = tmp_path / "again"
+    folder.mkdir()
+    why = locks.resolved_again(variants.get("cpu"), "linux-x86_64", find_links(), folder)
+    assert why and why.startswith(
+        "cpu-linux-x86_64.txt does not resolve to itself as of 2026-11-01"
+    )
 
 
 @pytest.mark.slow

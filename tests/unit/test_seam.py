@@ -72,11 +72,11 @@ def test_one_parser_class_for_every_command_line():
 
 
 def test_no_private_runner_every_command_goes_through_containers_runner():
-    """subprocess is called in containers.py alone (its Runner): no `_run`, `_docker` or `sh`."""
+    """subprocess is called in runner.py alone (the one Runner): no `_run`, `_docker` or `sh`."""
     found = [
         f"{relative(path)}:{node.lineno}"
         for path, tree in trees(SRC.rglob("*.py"))
-        if path != SRC / "containers.py"
+        if path != SRC / "runner.py"
         for node in ast.walk(tree)
         if isinstance(node, ast.Call) and ast.unparse(node.func).startswith("subprocess.")
     ]

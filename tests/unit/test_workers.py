@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dllab import accounts, containers, train_worker, workers
+from dllab import accounts, containers, runner, train_worker, workers
 from dllab.errors import UserError
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -371,7 +371,7 @@ def run_fake(monkeypatch, mode: str) -> tuple[int, str, str, workers.Plan]:
     monkeypatch.setenv("FAKE_MODE", mode)
     p = plan("torch", 2)
     out, err = io.StringIO(), io.StringIO()
-    code = workers.execute(p, containers.Runner(), out, err)
+    code = workers.execute(p, runner.Runner(), out, err)
     return code, out.getvalue(), err.getvalue(), p
 
 
