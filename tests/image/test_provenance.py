@@ -21,6 +21,7 @@ import tarfile
 import pytest
 
 from dllab import bundle, containers, locks, provenance, variants
+from dllab.runner import Runner
 from tests.support import missing
 
 CPU = variants.get("cpu")
@@ -98,10 +99,10 @@ def tiny(client, tmp_path_factory):
                 subprocess.run([*cmd[:-1], "--no-cache", "--quiet", cmd[-1]], check=True,
                                stdout=subprocess.DEVNULL)  # fmt: skip
                 made.append(image_id(tag))
-                provenance.label(CPU, platform, "tiny")
+                provenance.label(Runner(), CPU, platform, "tiny")
                 made.append(image_id(tag))
-                hashes.append(provenance.read(tag, provenance.TREE_HASH).strip())
-        yield env, hashes, provenance.read(tag, provenance.MANIFEST)
+                hashes.append(provenance.read(Runner(), tag, provenance.TREE_HASH).strip())
+        yield env, hashes, provenance.read(Runner(), tag, provenance.MANIFEST)
     finally:
         for name in (f"{tag}-tiny", tag, f"{env['DLLAB_IMAGE_NAME']}-wheels:cpu-{platform}"):
             docker("rmi", name, check=False)
@@ -231,7 +232,14 @@ def test_a_bundle_for_another_platform_is_refused(made, keys, tiny, tmp_path):
     names = [f["name"] for f in manifest["files"]]
     for name in (bundle.MANIFEST, bundle.SIGNATURE):
         (work / name).unlink()
-    bundle.seal(work, names, {**about, "platform": other}, keys["teacher"][0], tmp_path / "o.dllab")
+    bundle.seal(
+        Runner(),
+        work,
+        names,
+        {**about, "platform": other},
+        keys["teacher"][0],
+        tmp_path / "o.dllab",
+    )
     refused(tmp_path / "o.dllab", keys["teacher"][1], tiny[0], f"is for {other}")
 
 

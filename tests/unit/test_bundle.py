@@ -14,6 +14,7 @@ import pytest
 
 from dllab import bundle, variants
 from dllab.errors import UserError
+from dllab.runner import Runner
 
 HERE = "linux-x86_64"
 
@@ -49,14 +50,14 @@ def signed(tmp_path):
     about = {"variant": "cpu", "platform": HERE, "image": "dllab:cpu", "revision": "abc",
              "image_id": "sha256:" + "1" * 64, "venv_tree": "sha256:" + "2" * 64}  # fmt: skip
     out = tmp_path / "class.dllab"
-    bundle.seal(work, list(files), about, key, out)
+    bundle.seal(Runner(), work, list(files), about, key, out)
     return out, public, key, files
 
 
 def check(path, trust, tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
-    return bundle.check(path, trust, scratch)
+    return bundle.check(Runner(), path, trust, scratch)
 
 
 def test_a_sealed_bundle_is_a_plain_tar_that_checks_and_keeps_only_the_image(signed, tmp_path):

@@ -8,27 +8,28 @@ import socket
 
 import pytest
 
-from dllab import containers, runner, variants
+from dllab import containers, variants
 from dllab.errors import UserError
+from dllab.runner import Done, Runner
 
 CPU = variants.get("cpu")
 CUDA = variants.get("cuda")
 
 
-class Fake(runner.Runner):
+class Fake(Runner):
     """A Runner answering each command by its first two words (`docker info`, `docker image`)."""
 
-    def __init__(self, answers: dict[str, runner.Done]):
+    def __init__(self, answers: dict[str, Done]):
         super().__init__()
         self.answers, self.ran = answers, []
 
-    def __call__(self, cmd, **kwargs) -> runner.Done:
+    def __call__(self, cmd, **kwargs) -> Done:
         self.ran.append(list(cmd))
-        return self.answers.get(" ".join(cmd[:2]), runner.Done(0))
+        return self.answers.get(" ".join(cmd[:2]), Done(0))
 
 
-def runner(answers: dict[str, tuple[int, str] | runner.Done]) -> Fake:
-    return Fake({k: v if isinstance(v, runner.Done) else runner.Done(*v) for k, v in answers.items()})  # fmt: skip
+def answering(answers: dict[str, tuple[int, str] | Done]) -> Fake:
+    return Fake({k: v if isinstance(v, Done) else Done(*v) for k, v in answers.items()})  # fmt: skip
 
 
 def info(**fields) -> tuple[int, str]:
@@ -36,7 +37,7 @@ def info(**fields) -> tuple[int, str]:
 
 
 def test_an_engine_that_answers_gives_its_docker_info():
-    run = runner({"docker info": info(Runtimes={"runc": {}, "nvidia": {}})})
+    run = answering({"docker info": info(Runtimes={"runc": {}, "nvidia": {}})})
     assert containers.check_engine(run)["ServerVersion"] == "24.0.0"
     assert run.ran == [["docker", "info", "--format", "{{json .}}"]]
     assert containers.engine_answers(run)
@@ -53,7 +54,7 @@ def test_an_engine_that_answers_gives_its_docker_info():
 def test_no_engine_says_how_to_start_one(answer, monkeypatch):
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
-    run = runner({"docker info": answer})
+    run = answering({"docker info": answer})
     with pytest.raises(UserError) as error:
         containers.check_engine(run)
     assert str(error.value) == (
@@ -73,15 +74,15 @@ PERMISSION = (
 @pytest.mark.parametrize(
     "answer",
     [
-        runner.Done(1, "", PERMISSION),  # older CLIs: exit 1, the reason on stderr
-        runner.Done(0, json.dumps({"ServerErrors": [PERMISSION]})),  # CLI 23+
+        Done(1, "", PERMISSION),  # older CLIs: exit 1, the reason on stderr
+        Done(0, json.dumps({"ServerErrors": [PERMISSION]})),  # CLI 23+
     ],
 )
 def test_permission_denied_names_the_docker_group_not_start_docker(answer, monkeypatch):
     """Docker runs but the socket refuses you: the docker group and newgrp, never 'start Docker'."""
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     with pytest.raises(UserError) as error:
-        containers.check_engine(runner({"docker info": answer}))
+        containers.check_engine(answering({"docker info": answer}))
     assert str(error.value) == (
         "Docker runs, but you may not use it (permission denied on unix:///var/run/docker.sock): "
         "add yourself to the docker group (`sudo usermod -aG docker $USER`), then `newgrp docker` "
@@ -96,9 +97,9 @@ def test_a_docker_host_or_context_that_points_nowhere_is_named(variable, value, 
     """DOCKER_HOST or DOCKER_CONTEXT set, and nothing answers there: the variable is named."""
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.setenv(variable, value)
-    failed = runner.Done(1, "", f"Cannot connect to the Docker daemon at {value}")
+    failed = Done(1, "", f"Cannot connect to the Docker daemon at {value}")
     with pytest.raises(UserError) as error:
-        containers.check_engine(runner({"docker info": failed}))
+        containers.check_engine(answering({"docker info": failed}))
     assert str(error.value) == (
         f"no Docker engine answers at {variable}={value}: unset it (`unset {variable}`) to use "
         "this machine's engine, or start the engine it names"
@@ -121,7 +122,7 @@ def test_the_gpu_runtime_is_read_from_docker_info():
 
 def test_a_missing_image_names_the_build_that_makes_it(monkeypatch):
     monkeypatch.setattr(variants, "host_platform", lambda: "linux-x86_64")
-    missing = runner({"docker image": (1, "")})
+    missing = answering({"docker image": (1, "")})
     with pytest.raises(UserError) as error:
         containers.check_image(CPU, run=missing)
     assert (
@@ -139,7 +140,7 @@ def test_a_missing_image_names_the_build_that_makes_it(monkeypatch):
 
 
 def test_an_image_that_exists_passes():
-    run = runner({"docker image": (0, "[]")})
+    run = answering({"docker image": (0, "[]")})
     containers.check_image(CPU, image="dllab:mine", run=run)
     assert run.ran == [["docker", "image", "inspect", "dllab:mine"]]
 

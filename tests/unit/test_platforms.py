@@ -26,7 +26,11 @@ def host(monkeypatch, name: str) -> None:
     monkeypatch.setattr(variants, "host_platform", lambda: name)
 
 
-ENGINE = {re.compile("docker info .*"): Result(stdout='{"ServerVersion": "24.0.0"}')}
+ENGINE = {
+    re.compile("docker info .*"): Result(stdout='{"ServerVersion": "24.0.0"}'),
+    # What a build recorded in its image (the venv's tree hash), read for its label step.
+    re.compile(r"docker run .*venv-tree\.sha256"): Result(stdout="sha256:" + "0" * 64),
+}
 
 
 def ctx():
@@ -35,9 +39,14 @@ def ctx():
 
 
 def docker(c, verb: str) -> list[list[str]]:
-    """The `docker <verb>` commands a task ran, as argument lists."""
+    """The `docker <verb>` commands a task ran, as argument lists (not the label step's build:
+    tests/unit/test_provenance.py reads that one)."""
     cmds = [shlex.split(call.args[0]) for call in c.run.call_args_list]
-    return [cmd for cmd in cmds if cmd[:2] == ["docker", verb]]
+    return [
+        cmd
+        for cmd in cmds
+        if cmd[:2] == ["docker", verb] and str(containers.LABEL_DOCKERFILE) not in cmd
+    ]
 
 
 def option(cmd: list[str], name: str) -> list[str]:

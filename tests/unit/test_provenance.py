@@ -12,7 +12,7 @@ import pytest
 from invoke import Exit, MockContext, Result
 
 import tasks
-from dllab import containers, sbom, variants
+from dllab import containers, provenance, sbom, tree, variants
 
 
 @pytest.fixture(autouse=True)
@@ -25,56 +25,80 @@ def ran(c) -> list[list[str]]:
     return [shlex.split(call.args[0]) for call in c.run.call_args_list]
 
 
-@pytest.mark.parametrize(
-    ("task", "kwargs", "expected"),
-    [
-        (tasks.verify, {"variant": "cpu"}, ["dllab.provenance", "verify", "--variant", "cpu"]),
-        (tasks.sbom, {"variant": "cuda"}, ["dllab.provenance", "sbom", "--variant", "cuda"]),
-        (
-            tasks.bundle,
-            {"variant": "cpu", "out": "c.dllab", "key": "k"},
-            ["dllab.bundle", "make", "--variant", "cpu", "--out", "c.dllab", "--key", "k"],
-        ),
-        (
-            tasks.load,
-            {"file": "c.dllab", "trust": "k.pub"},
-            ["dllab.bundle", "load", "c.dllab", "--trust", "k.pub"],
-        ),
-    ],  # fmt: skip
-    ids=["verify", "sbom", "bundle", "load"],
-)
-def test_each_task_is_one_call_into_its_module(task, kwargs, expected):
-    """verify, sbom, bundle and load each run `python -m dllab.<module> ...` once."""
-    c = MockContext(run=Result(), repeat=True)
-    task(c, **kwargs)
-    [cmd] = ran(c)
-    assert cmd[1:3] == ["-m", expected[0]] and cmd[3:] == expected[1:]
+HASHED = "sha256:" + "0" * 64
 
 
-def test_a_module_that_refuses_ends_the_task_with_its_exit_code():
-    """The module prints its own one line; the task ends with its code (2), no second message."""
-    c = MockContext(run=Result(exited=2), repeat=True)
-    with pytest.raises(Exit) as ended:
-        tasks.load(c, file="c.dllab", trust="k.pub")
-    assert ended.value.code == 2 and not ended.value.message
-
-
-def test_build_labels_the_image_right_after_building_it():
-    """invoke build: docker build, then the label step with the same variant, platform, revision."""
-    c = MockContext(
+def image(manifest: str = "", label: str = "", recorded: str = "") -> MockContext:
+    """A MockContext where dllab:cpu exists and answers: its label, and the files its build
+    recorded (the venv's manifest, its hash, the SBOM), and the manifest recomputed now."""
+    recorded = recorded or tree.tree_hash(manifest)
+    return MockContext(
         run={
             re.compile("docker info .*"): Result(stdout='{"ServerVersion": "24.0.0"}'),
-            re.compile("git rev-parse.*"): Result(stdout="abc1234"),
-            re.compile(".*"): Result(stdout="1"),
+            re.compile(r"docker image inspect --format .*dllab\.venv-tree.*"): Result(
+                stdout=label or recorded
+            ),  # fmt: skip
+            re.compile(r"docker run .* /bin/cat .*venv-tree\.txt"): Result(stdout=manifest),
+            re.compile(r"docker run .* /bin/cat .*venv-tree\.sha256"): Result(stdout=recorded),
+            re.compile(r"docker run .* /bin/cat .*sbom\.cdx\.json"): Result(
+                stdout='{"bomFormat": "CycloneDX"}'
+            ),  # fmt: skip
+            re.compile("git .*rev-parse.*"): Result(stdout="abc1234"),
+            re.compile(".*"): Result(stdout=""),
         },
         repeat=True,
     )
+
+
+MANIFEST = f'{tree.HEADER}\n100644 {"1" * 64} "lib/a.py"\n100644 {"2" * 64} "lib/b.py"\n'
+
+
+def test_sbom_prints_what_the_images_build_recorded_and_nothing_else(capsys):
+    """`invoke sbom > sbom.cdx.json`: stdout is the SBOM alone; the read is an argument list."""
+    c = image(MANIFEST)
+    tasks.sbom(c, variant="cpu")
+    assert capsys.readouterr().out == '{"bomFormat": "CycloneDX"}'
+    [read] = [cmd for cmd in ran(c) if cmd[:2] == ["docker", "run"]]
+    assert read[-2:] == ["dllab:cpu", "/opt/dllab/provenance/sbom.cdx.json"] and "none" in read
+
+
+def test_verify_passes_on_the_recorded_tree_and_names_the_first_difference(capsys, monkeypatch):
+    """The recomputed manifest equals the recorded one: a line with the hash; a label that is not
+    the recorded hash, or a changed file: one line, exit 2. (The recomputing script goes to the
+    image on stdin, which runs outside invoke: answered here by a stand-in.)"""
+    found = [MANIFEST]
+    monkeypatch.setattr(provenance, "recompute", lambda run, image, platform: found[0])
+    tasks.verify(image(MANIFEST), variant="cpu")
+    assert f"is what its build recorded: dllab.venv-tree={tree.tree_hash(MANIFEST)}" in capsys.readouterr().out  # fmt: skip
+    with pytest.raises(Exit, match="label dllab.venv-tree is sha256:0+, not its recorded"):
+        tasks.verify(image(MANIFEST, label=HASHED), variant="cpu")
+    found[0] = MANIFEST.replace("2" * 64, "3" * 64)
+    with pytest.raises(Exit, match=r"first at /opt/venv/lib/b.py \(changed\)"):
+        tasks.verify(image(MANIFEST), variant="cpu")
+
+
+def test_bundle_and_load_need_their_flags_before_anything_runs():
+    """No --out or --key, no --trust: one line naming the flag, exit 2, no command run."""
+    for call, kwargs, flag in ((tasks.bundle, {"out": "c.dllab"}, "--key"),
+                               (tasks.bundle, {"key": "k"}, "--out"),
+                               (tasks.load, {"file": "c.dllab"}, "--trust")):  # fmt: skip
+        c = MockContext(run=Result(), repeat=True)
+        with pytest.raises(Exit, match=f"dllab: {flag} is required") as ended:
+            call(c, **kwargs)
+        assert ended.value.code == 2 and ran(c) == []
+
+
+def test_build_labels_the_image_right_after_building_it():
+    """invoke build: docker build, then the label step: the recorded hash read from the image,
+    and a build of docker/label.Dockerfile FROM its ID, tagged as the build was."""
+    c = image(MANIFEST)
     tasks.build(c, variant="cpu")
     commands = ran(c)
     at = next(i for i, cmd in enumerate(commands) if cmd[:2] == ["docker", "build"])
-    label = commands[at + 1]
-    assert label[1:4] == ["-m", "dllab.provenance", "label"]
-    assert label[4:] == ["--variant", "cpu", "--platform", "linux-x86_64", "--revision", "abc1234"]
+    [label] = [cmd for cmd in commands[at + 1 :] if cmd[:2] == ["docker", "build"]]
+    assert str(containers.LABEL_DOCKERFILE) in label
+    assert f"VENV_TREE={tree.tree_hash(MANIFEST)}" in label
+    assert label[label.index("--tag") + 1] == "dllab:cpu" and "dllab:cpu-abc1234" in label
 
 
 def test_in_image_commands_reach_no_network_and_bypass_the_entrypoint():

@@ -37,7 +37,9 @@ def private_state(monkeypatch, tmp_path):
 ENGINE = {
     re.compile("docker info .*"): Result(
         stdout=json.dumps({"ServerVersion": "24.0.0", "Runtimes": {"runc": {}}})
-    )
+    ),
+    # What a build recorded in its image (the venv's tree hash), read for its label step.
+    re.compile(r"docker run .*venv-tree\.sha256"): Result(stdout="sha256:" + "0" * 64),
 }
 
 
@@ -56,7 +58,11 @@ def test_build_cuda_runs_one_docker_build_with_the_variant_target_lock_and_label
     """invoke build --variant cuda: target cuda, VARIANT/PLATFORM/LOCK_DIGEST args, both tags."""
     c = ctx()
     tasks.build(c, variant="cuda")
-    [build] = [cmd for cmd in commands(c) if cmd.startswith("docker build")]
+    [build] = [
+        cmd
+        for cmd in commands(c)
+        if cmd.startswith("docker build") and "label.Dockerfile" not in cmd
+    ]
     assert "--target cuda" in build and "--build-arg VARIANT=cuda" in build
     assert (
         "--build-arg PLATFORM=linux-x86_64" in build and "--build-arg LOCK_DIGEST=sha256:" in build
@@ -82,7 +88,11 @@ def test_offline_build_copies_wheels_from_their_image_with_no_network():
     """--offline passes the wheels image as WHEELHOUSE and builds with --network none."""
     c = ctx()
     tasks.build(c, variant="cpu", offline=True)
-    [build] = [cmd for cmd in commands(c) if cmd.startswith("docker build")]
+    [build] = [
+        cmd
+        for cmd in commands(c)
+        if cmd.startswith("docker build") and "label.Dockerfile" not in cmd
+    ]
     assert (
         "--build-arg WHEELHOUSE=dllab-wheels:cpu-linux-x86_64" in build
         and "--network none" in build
@@ -441,6 +451,7 @@ def test_the_first_run_prints_one_line_per_step_and_pip_only_when_it_fails(
     import subprocess as real
 
     ran, execs = [], []
+    monkeypatch.setenv("DLLAB_TASKS_PROGRAM", "python3 tasks.py")  # as the bootstrap sets it
     monkeypatch.setattr(tasks, "__file__", str(tmp_path / "tasks.py"))
     monkeypatch.setattr(tasks.sys, "prefix", "/usr")
     monkeypatch.delenv("DLLAB_BOOTSTRAPPED", raising=False)
