@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import re
+import subprocess
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,16 +248,23 @@ def remote(run: Runner, registry: str, ref: str, platform: str) -> Pushed | None
     return Pushed(platform, found["Descriptor"]["digest"], sum(p.get("size", 0) for p in parts))
 
 
-def push(run: Runner, registry: str, image: str, target: str) -> None:
-    """Push `image` as `target`; the registry's name is untagged here afterwards."""
-    run.checked(containers.tag_command(image, target))
-    try:
+def push(run: Runner, registry: str, pushes: dict[str, str]) -> None:
+    """Push each image (`pushes`: target -> image) as its target, all at once: each engine push
+    compresses its layers on a core of its own. The registry's names are untagged here after."""
+    for target, image in pushes.items():
+        run.checked(containers.tag_command(image, target))
         say(f"pushing {image} as {target} (layers the registry has are skipped)")
-        done = run(containers.push_command(target), echo=True)
-        if not done.ok:
-            raise failure(registry, done, "push", target)
+    try:
+        started = {target: run.start(containers.push_command(target), echo=True, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                   for target in pushes}  # fmt: skip
+        ended = {t: (p.communicate(), p.returncode) for t, p in started.items() if p is not None}
+        for target, ((out, err), code) in ended.items():
+            if code:
+                raise failure(registry, Done(code, out, err), "push", target)
     finally:
-        run(containers.remove_image_command(target))
+        for target in pushes:
+            run(containers.remove_image_command(target))
 
 
 def index(run: Runner, registry: str, name: str, pushed: list[Pushed]) -> str:
@@ -282,29 +290,28 @@ def publish(run: Runner, variant: Variant, value: str, deploy: bool = False) -> 
             raise UserError(problem)
     containers.check_engine(run)
     repo, name = repository(registry), tag(variant)
-    pushed, notes = [], []
+    pushes, notes = {}, []
     for platform in docker_platforms(variant):
-        image, target = containers.image_tag(variant, platform), f"{repo}:{name}-{platform}"
-        if containers.image_exists(image, run):
+        image = containers.image_tag(variant, platform)
+        if containers.image_exists(image, run):  # each checked before anything is pushed
             found = labels(run, image)
             check_lock(found, variant, platform, image)
             notes.append(f"{image}: revision {found.get(REVISION_LABEL, '?')}, "
                          f"{VENV_TREE_LABEL} {found.get(VENV_TREE_LABEL) or 'absent'}")  # fmt: skip
-            push(run, registry, image, target)
-        if run.dry:
-            continue
-        if there := remote(run, registry, target, platform):
-            pushed.append(there)
-    if run.dry:
+            pushes[f"{repo}:{name}-{platform}"] = image
+    push(run, registry, pushes)
+    if run.dry:  # nothing was pushed: there is no registry's answer to read
         return
+    # Each platform the registry has for these locks: pushed now, or from another machine.
+    found_there = (remote(run, registry, f"{repo}:{name}-{p}", p) for p in docker_platforms(variant))  # fmt: skip
+    pushed = [there for there in found_there if there]
     if not pushed:
         raise UserError(
             f"nothing to publish: no {variant.image} image here (`invoke build --variant "
             f"{variant.name}`), and {registry} has no {name}-<platform> image either"
         )
-    digest = ""
-    for moving in (f"{repo}:{name}", f"{repo}:{variant.name}"):
-        digest = index(run, registry, moving, pushed)
+    digest = index(run, registry, f"{repo}:{name}", pushed)
+    index(run, registry, f"{repo}:{variant.name}", pushed)  # the moving tag: the same index
     for line in notes:
         say(line)
     platforms = ", ".join(f"{variants.PLATFORMS[p.platform].docker} {p.size / 1e9:.2f} GB" for p in pushed)  # fmt: skip

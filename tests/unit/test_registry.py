@@ -33,6 +33,16 @@ def setting(monkeypatch, tmp_path):
     monkeypatch.setattr(variants, "host_platform", lambda: "linux-x86_64")
 
 
+class Finished:
+    """What Popen gives back, for a command that has already ended."""
+
+    def __init__(self, done: Done):
+        self.done, self.returncode = done, done.code
+
+    def communicate(self):
+        return self.done.out, self.done.err
+
+
 class Engine(Runner):
     """A Runner that answers each command from `answers` ((regex, Done or a function of the argv)
     pairs, first match wins; exit 0 otherwise) and records what ran."""
@@ -47,6 +57,11 @@ class Engine(Runner):
             if re.search(pattern, shlex.join(cmd)):
                 return done(cmd) if callable(done) else done
         return Done(0, "{}")
+
+    def start(self, cmd, echo=False, **popen):
+        """A long command (`docker push`), answered as a finished process."""
+        done = self(cmd)
+        return Finished(done)
 
     def matching(self, pattern: str) -> list[str]:
         return [cmd for cmd in self.ran if re.search(pattern, cmd)]
@@ -365,7 +380,17 @@ def test_publish_refuses_an_image_of_another_lock_before_pushing_anything():
     engine = publish_engine(labels=stale)
     with pytest.raises(UserError, match=r"-linux-aarch64 was installed from another lock"):
         registry.publish(engine, CPU, REGISTRY)
-    assert engine.matching("^docker push") == [f"docker push {registry.repository(REGISTRY)}:{registry.tag(CPU)}-linux-x86_64"]  # fmt: skip
+    assert engine.matching("^docker (tag|push)") == []
+
+
+def test_a_refused_push_is_one_line_and_every_registry_name_is_untagged():
+    """Both pushes start; one refused: its line names `docker login`; no index is made."""
+    engine = publish_engine()
+    engine.answers.insert(0, (r"^docker push .*-linux-aarch64$", Done(1, err="unauthorized: authentication required")))  # fmt: skip
+    with pytest.raises(UserError, match=r"refused the credentials Docker has for it \(unauthorized"):  # fmt: skip
+        registry.publish(engine, CPU, REGISTRY)
+    assert len(engine.matching("^docker push")) == 2 and len(engine.matching("^docker rmi")) == 2
+    assert engine.matching("^docker manifest create") == []
 
 
 def test_publish_with_nothing_here_or_there_says_so():
