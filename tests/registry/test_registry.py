@@ -15,6 +15,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -348,3 +349,78 @@ def test_bad_registry_input_is_one_line_and_exit_2(server, published, tmp_path):
     absent = lab_env(server, "dllab-nothere", tmp_path, DLLAB_REGISTRY=f"https://{server.name}")
     one_line(invoke(*lab, env=absent), "DLLAB_REGISTRY 'https://", "has a scheme")
     assert docker("image", "inspect", "dllab-nothere:cpu").returncode != 0  # nothing was built
+
+
+# --- the cold start figure (BENCHMARKS.md), on demand --------------------------------------------
+
+
+@pytest.fixture
+def fresh_engine(tmp_path):
+    """A second dockerd with a data root, socket and bridge of its own, so holding no layer of any
+    image; stopped and its data removed afterwards. Only with DLLAB_COLD_START=1 (minutes)."""
+    if not os.environ.get("DLLAB_COLD_START"):
+        pytest.skip("the cold start figure takes minutes and a second engine: DLLAB_COLD_START=1")
+    root = Path(tempfile.mkdtemp(prefix="dllab-cold-", dir="/var/tmp"))
+    bridge = f"dllabcold{os.getpid() % 10000}"
+    ip = ["ip", "link"]
+    subprocess.run([*ip, "add", bridge, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", "10.213.7.1/24", "dev", bridge], check=True)
+    subprocess.run([*ip, "set", bridge, "up"], check=True)
+    log = (root / "dockerd.log").open("w")
+    daemon = subprocess.Popen(
+        ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+         "--pidfile", str(root / "docker.pid"), "--host", f"unix://{root}/docker.sock",
+         "--bridge", bridge, "--iptables=false", "--ip-masq=false", "--dns", "127.0.0.1",
+         "--storage-driver", "overlay2"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    host = f"unix://{root}/docker.sock"
+    try:
+        deadline = time.monotonic() + 60
+        while docker("info", env={"DOCKER_HOST": host}).returncode:
+            assert time.monotonic() < deadline, (root / "dockerd.log").read_text()[-2000:]
+            time.sleep(0.5)
+        yield host
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=120)
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+        subprocess.run([*ip, "delete", bridge])
+
+
+def timed_lab(env: dict, work: Path) -> tuple[float, str]:
+    """`invoke lab` from start to its URL answering: (seconds, its stderr)."""
+    started = time.monotonic()
+    lab = invoke("lab", "--variant", "cpu", "--work", str(work), "--no-browser", env=env)
+    assert lab.returncode == 0, lab.stdout + lab.stderr
+    url = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=([\w-]+)", lab.stdout)
+    status = f"http://127.0.0.1:{url.group(1)}/api/status?token={url.group(2)}"
+    assert urllib.request.urlopen(status, timeout=10).status == 200
+    return time.monotonic() - started, lab.stderr
+
+
+def test_cold_start_pull_from_the_registry_against_a_build_from_the_wheelhouse(server, published, fresh_engine, tmp_path):  # fmt: skip
+    """From an engine holding no layer of the image to the lab's URL answering: pulled from the
+    registry on this machine, then (the pulled image removed) built from the wheelhouse, whose
+    base and wheels images are loaded first, untimed. Printed for BENCHMARKS.md."""
+    env = lab_env(server, PULLED, tmp_path, DOCKER_HOST=fresh_engine)
+    pulled, said = timed_lab(env, tmp_path / "pulled")
+    assert "pulled" in said
+    invoke("lab", "--stop", "--variant", "cpu", env=env)
+    local = renamed(PULLED, CPU.image)
+    docker("rmi", local, env={"DOCKER_HOST": fresh_engine})
+    assert docker("image", "ls", "--all", "--quiet", env={"DOCKER_HOST": fresh_engine}).stdout == ""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DLLAB_IMAGE_NAME", PULLED)
+        wheels = containers.wheels_image(CPU, "linux-x86_64")
+    saved = subprocess.Popen(["docker", "save", "debian:bookworm-slim", containers.wheels_image(CPU, "linux-x86_64")], stdout=subprocess.PIPE)  # fmt: skip
+    loaded = subprocess.run(["docker", "load", "--quiet"], stdin=saved.stdout, capture_output=True, text=True, env={**os.environ, "DOCKER_HOST": fresh_engine})  # fmt: skip
+    assert saved.wait() == 0 and loaded.returncode == 0, loaded.stderr
+    docker("tag", containers.wheels_image(CPU, "linux-x86_64"), wheels, env={"DOCKER_HOST": fresh_engine})  # fmt: skip
+    env = lab_env(server, PULLED, tmp_path, DOCKER_HOST=fresh_engine, DLLAB_REGISTRY="")
+    built, said = timed_lab(env, tmp_path / "built")
+    assert "building it now" in said and "offline" in said
+    invoke("lab", "--stop", "--variant", "cpu", env=env)
+    print(f"\ncold start to the lab's URL: pulled {pulled:.0f} s, built from the wheelhouse {built:.0f} s")  # fmt: skip
+    assert pulled < built
