@@ -65,6 +65,8 @@ def test_a_user_the_engine_refuses_is_told_about_the_docker_group(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
     [line] = done.stderr.strip().splitlines()
-    assert line.startswith("dllab: Docker runs, but you may not use it (permission denied on unix://")
+    assert line.startswith(
+        "dllab: Docker runs, but you may not use it (permission denied on unix://"
+    )
     assert "docker group" in line and "newgrp docker" in line and "start Docker" not in line
     assert containers.engine_answers()  # the engine did answer root meanwhile

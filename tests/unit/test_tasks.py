@@ -433,7 +433,9 @@ def test_every_command_a_task_runs_is_an_argument_list():
     assert runs and [ast.unparse(n) for n in strings] == []
 
 
-def test_the_first_run_prints_one_line_per_step_and_pip_only_when_it_fails(monkeypatch, tmp_path, capsys):
+def test_the_first_run_prints_one_line_per_step_and_pip_only_when_it_fails(
+    monkeypatch, tmp_path, capsys
+):
     """`python3 tasks.py` in a fresh clone: two `dllab: first run:` lines (no pip output), then
     the task in the new venv; when pip fails, its output and the failed command, exit non-zero."""
     import subprocess as real
