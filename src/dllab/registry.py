@@ -295,7 +295,8 @@ def publish(run: Runner, variant: Variant, value: str, deploy: bool = False) -> 
         image = containers.image_tag(variant, platform)
         if containers.image_exists(image, run):  # each checked before anything is pushed
             found = labels(run, image)
-            check_lock(found, variant, platform, image)
+            if not run.dry:  # a dry run reads no labels
+                check_lock(found, variant, platform, image)
             notes.append(f"{image}: revision {found.get(REVISION_LABEL, '?')}, "
                          f"{VENV_TREE_LABEL} {found.get(VENV_TREE_LABEL) or 'absent'}")  # fmt: skip
             pushes[f"{repo}:{name}-{platform}"] = image

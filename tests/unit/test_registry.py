@@ -487,3 +487,16 @@ def test_invoke_lab_build_builds_before_it_starts_and_never_pulls(monkeypatch, t
     starts = [i for i, cmd in enumerate(ran) if cmd.startswith("docker run")]
     assert len(builds) == 1 and len(starts) == 1 and builds[0] < starts[0]
     assert not any(cmd.startswith("docker pull") for cmd in ran)
+
+
+def test_invoke_dry_publish_shows_the_pushes_and_runs_nothing(capsys):
+    """`invoke --dry publish`: each tag and push printed, nothing run, nothing refused."""
+    from invoke import Config, Context
+
+    import tasks
+
+    c = Context(Config(overrides={"run": {"dry": True, "echo": True}}))
+    tasks.publish(c, registry=REGISTRY)
+    out = capsys.readouterr().out
+    repo, tag = registry.repository(REGISTRY), registry.tag(CPU)
+    assert f"docker push {repo}:{tag}-linux-x86_64" in out and f"docker push {repo}:{tag}-linux-aarch64" in out  # fmt: skip
