@@ -360,7 +360,8 @@ def fresh_engine(tmp_path):
     image; stopped and its data removed afterwards. Only with DLLAB_COLD_START=1 (minutes)."""
     if not os.environ.get("DLLAB_COLD_START"):
         pytest.skip("the cold start figure takes minutes and a second engine: DLLAB_COLD_START=1")
-    root = Path(tempfile.mkdtemp(prefix="dllab-cold-", dir="/var/tmp"))
+    # DLLAB_COLD_ROOT: where its data root goes (default /var/tmp; about 9 GB at the build's peak).
+    root = Path(tempfile.mkdtemp(prefix="dllab-cold-", dir=os.environ.get("DLLAB_COLD_ROOT", "/var/tmp")))  # fmt: skip
     bridge = f"dllabcold{os.getpid() % 10000}"
     ip = ["ip", "link"]
     subprocess.run([*ip, "add", bridge, "type", "bridge"], check=True)
@@ -407,6 +408,7 @@ def test_cold_start_pull_from_the_registry_against_a_build_from_the_wheelhouse(s
     env = lab_env(server, PULLED, tmp_path, DOCKER_HOST=fresh_engine)
     pulled, said = timed_lab(env, tmp_path / "pulled")
     assert "pulled" in said
+    print(f"\ncold start to the lab's URL, pulled: {pulled:.0f} s", flush=True)
     invoke("lab", "--stop", "--variant", "cpu", env=env)
     local = renamed(PULLED, CPU.image)
     docker("rmi", local, env={"DOCKER_HOST": fresh_engine})
@@ -422,5 +424,5 @@ def test_cold_start_pull_from_the_registry_against_a_build_from_the_wheelhouse(s
     built, said = timed_lab(env, tmp_path / "built")
     assert "building it now" in said and "offline" in said
     invoke("lab", "--stop", "--variant", "cpu", env=env)
-    print(f"\ncold start to the lab's URL: pulled {pulled:.0f} s, built from the wheelhouse {built:.0f} s")  # fmt: skip
+    print(f"cold start to the lab's URL, built from the wheelhouse: {built:.0f} s", flush=True)
     assert pulled < built
