@@ -48,6 +48,7 @@ from dllab import bundle as bundles  # noqa: E402
 from dllab import environments, images, provenance, variants  # noqa: E402
 from dllab import hub as hubs  # noqa: E402
 from dllab import lab as labs  # noqa: E402
+from dllab import registry as registries  # noqa: E402
 from dllab import workers as training  # noqa: E402
 from dllab.containers import port_number  # noqa: E402
 from dllab.errors import UserError  # noqa: E402
@@ -58,6 +59,10 @@ VARIANT_HELP = f"one of {', '.join(variants.VARIANTS)}"
 PLATFORM_HELP = (
     "lock platform, e.g. linux-aarch64 (default: this machine's; another is tagged "
     "dllab:<variant>-<platform>)"
+)
+BUILD_HELP = (
+    "build the image here first (cached steps reused), never pulling it; without it a missing "
+    "image is pulled from DLLAB_REGISTRY (or [tool.dllab] registry) where one is set, else built"
 )
 
 
@@ -133,14 +138,16 @@ def build(c, variant="cpu", platform=None, offline=False):
         "stop": "stop your running lab instead (gracefully: kernels shut down)",
         "platform": PLATFORM_HELP,
         "no_browser": "do not open the labs in your browser",
+        "build": BUILD_HELP,
     }
 )
-def lab(c, variant="cpu", port="8888", work="work", stop=False, platform=None, no_browser=False):
+def lab(c, variant="cpu", port="8888", work="work", stop=False, platform=None, no_browser=False,
+        build=False):  # fmt: skip
     """Start JupyterLab with the labs, on 127.0.0.1 with a token; print its URL."""
     if stop:
         labs.stop(InvokeRunner(c), _variant(variant))
     else:
-        labs.start(InvokeRunner(c), _variant(variant), port_number(port), work, platform, not no_browser)  # fmt: skip
+        labs.start(InvokeRunner(c), _variant(variant), port_number(port), work, platform, not no_browser, build)  # fmt: skip
 
 
 @dllab_task(help={"variant": VARIANT_HELP})
@@ -204,13 +211,14 @@ def clean(c, variant=None):
         "workers": "number of workers, one container each (1 = a single process)",
         "framework": "torch, tensorflow or keras-jax",
         "epochs": "passes over the data",
+        "build": BUILD_HELP,
     }
 )
-def train(c, variant="cpu", workers="2", framework="torch", epochs="3"):
+def train(c, variant="cpu", workers="2", framework="torch", epochs="3", build=False):
     """Train one model data-parallel on N workers with the framework's own engine; compare them."""
     return training.train(
         InvokeRunner(c), variant, training.count("--workers", workers), framework,
-        training.count("--epochs", epochs, most=None),
+        training.count("--epochs", epochs, most=None), build=build,
     )  # fmt: skip
 
 
@@ -221,16 +229,31 @@ def train(c, variant="cpu", workers="2", framework="torch", epochs="3"):
         "admin": "the admin's user name (made by the hub; its password in a private file)",
         "stop": "stop the hub and its learners' servers; their volumes stay",
         "reset_admin_password": "give the admin a new password (written to the same file)",
+        "build": BUILD_HELP,
     }
 )
-def hub(c, variant="cpu", port="8000", admin="teacher", stop=False, reset_admin_password=False):
+def hub(c, variant="cpu", port="8000", admin="teacher", stop=False, reset_admin_password=False,
+        build=False):  # fmt: skip
     """Serve dllab:<variant> to a class with JupyterHub + DockerSpawner on 127.0.0.1."""
     run = InvokeRunner(c)
     if stop:
         return hubs.stop_command(run)
     if reset_admin_password:
         return hubs.reset_admin_password(run)
-    return hubs.start_command(run, variant, port_number(port), admin)
+    return hubs.start_command(run, variant, port_number(port), admin, build)
+
+
+@dllab_task(
+    help={
+        "variant": VARIANT_HELP,
+        "registry": "where to push: HOST[:PORT]/NAMESPACE, e.g. ghcr.io/yourorg (log in first "
+        "with `docker login HOST`: dllab takes no password)",
+        "deploy": "also write the index's digest into deploy/ (z2jh values, k8s manifests)",
+    }
+)
+def publish(c, registry, variant="cpu", deploy=False):
+    """Push the images built here, tagged by the locks' digest, as one multi-platform index."""
+    registries.publish(InvokeRunner(c), _variant(variant, "docker"), registry, deploy)
 
 
 @dllab_task(name="hub-remove-volumes", help={"yes": "really delete every learner's /work volume"})
@@ -309,7 +332,7 @@ def lint(c):
 
 ns = Collection(
     lock, wheelhouse, build, lab, tensorboard, test, doctor, bench, clean, train, hub,
-    hub_remove_volumes, progress, verify, sbom, bundle, load, lint,
+    hub_remove_volumes, progress, verify, sbom, bundle, load, publish, lint,
 )  # fmt: skip
 ns.configure({"run": {"echo": True}})
 

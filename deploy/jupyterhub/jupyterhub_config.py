@@ -145,7 +145,10 @@ c.DockerSpawner.network_name = NETWORK
 c.DockerSpawner.use_internal_ip = True  # the proxy (on the host) reaches containers by IP
 # A stopped server's container goes; the next start uses the newest image.
 c.DockerSpawner.remove = True
-c.DockerSpawner.pull_policy = "never"  # images are built here (`invoke build`), never pulled
+# The image is here before the hub starts: `invoke hub` pulls it (the tag of the checkout's locks,
+# from DLLAB_REGISTRY) or builds it first (dllab.images.ensure). So a spawn never waits minutes on a
+# registry inside its start timeout, and a tag moved mid-course never reaches a learner unseen.
+c.DockerSpawner.pull_policy = "never"
 # The learner's work: a named volume each, kept across server restarts, hub restarts and rebuilds.
 # nocopy: Docker would otherwise copy the image's /work (UID 1000's, 0755) over the owner and mode
 # of a volume with no files yet, undoing what the pre-spawn hook gave the learner.

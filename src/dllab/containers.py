@@ -247,6 +247,7 @@ def build_command(
         ("TORCH_INDEX", variants.torch_index(variant)),
         ("REVISION", revision),
         ("LOCK_DIGEST", locks.digest(variant, platform)),
+        ("LOCK_FILE", locks.file_digest(variant, platform)),
         *([("WHEELHOUSE", wheels_image(variant, platform))] if offline else []),
         # Another base image (CI's local arm64 debootstrap): DLLAB_BASE.
         *([("BASE", os.environ["DLLAB_BASE"])] if os.environ.get("DLLAB_BASE") else []),
@@ -634,3 +635,44 @@ def load_command() -> list[str]:
 def all_images_command() -> list[str]:
     """Every image ID the engine holds, intermediate ones included."""
     return [DOCKER, "image", "ls", "--all", "--quiet", "--no-trunc"]
+
+
+# --- registries: publish and pull before build (dllab.registry) --------------------------------
+
+
+def tag_command(image: str, target: str) -> list[str]:
+    return [DOCKER, "tag", image, target]
+
+
+def push_command(reference: str) -> list[str]:
+    """`docker push`: its last line names the digest the registry stored."""
+    return [DOCKER, "push", reference]
+
+
+def pull_command(reference: str, platform: str | None = None) -> list[str]:
+    """`docker pull` of `platform`'s image (the engine's own by default); quiet, so that a failure
+    is its error alone (dllab.registry reads it)."""
+    return [DOCKER, "pull", "--quiet", *run_platform(platform), reference]
+
+
+def _insecure(insecure: bool) -> list[str]:
+    # The engine lets a registry on a loopback address speak plain HTTP; `docker manifest` does the
+    # same only with --insecure (which also skips TLS checks: never for another address).
+    return ["--insecure"] if insecure else []
+
+
+def manifest_inspect_command(reference: str, insecure: bool = False) -> list[str]:
+    """The registry's manifest of `reference`, verbose: its digest, platform and layer sizes."""
+    return [DOCKER, "manifest", "inspect", "--verbose", *_insecure(insecure), reference]
+
+
+def manifest_create_command(
+    index: str, manifests: Sequence[str], insecure: bool = False
+) -> list[str]:
+    """A multi-platform index named `index` of `manifests` (by digest), kept by the CLI until pushed."""
+    return [DOCKER, "manifest", "create", "--amend", *_insecure(insecure), index, *manifests]
+
+
+def manifest_push_command(index: str, insecure: bool = False) -> list[str]:
+    """Push the index, then forget the CLI's copy (--purge); it prints the index's digest."""
+    return [DOCKER, "manifest", "push", "--purge", *_insecure(insecure), index]

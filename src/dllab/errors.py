@@ -15,6 +15,11 @@ class UserError(Exception):
     """Bad input or a broken environment: the message says what to do; no traceback is shown."""
 
 
+def say(line: str) -> None:
+    """A status line of a task (what it does, what happened), `dllab: ...` on stderr."""
+    print(f"dllab: {line}", file=sys.stderr, flush=True)
+
+
 def report(exc: UserError) -> int:
     """Print `dllab: <what to do>` on stderr; the exit code for it."""
     print(f"dllab: {exc}", file=sys.stderr)

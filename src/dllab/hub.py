@@ -27,7 +27,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from dllab import accounts, containers, devices, gpus, private, variants
+from dllab import accounts, containers, devices, gpus, images, private, variants
 from dllab.containers import Owner
 from dllab.errors import Parser, UserError, report, task_command
 from dllab.runner import Runner
@@ -287,9 +287,12 @@ def hub_env(
     }
 
 
-def start(run: Runner, variant_name: str, port: int, admin: str, paths: Paths) -> str:
+def start(
+    run: Runner, variant_name: str, port: int, admin: str, paths: Paths, build: bool = False
+) -> str:
     """Start the hub in the background; return its URL once its API answers. Every input is
-    checked before anything is made."""
+    checked before anything is made; the image is pulled or built first where it is missing
+    (`build`: built here, never pulled), so learners' servers never wait for one."""
     variant = check_variant(variant_name)
     check_admin(admin)
     hub = name()  # DLLAB_INSTANCE is checked here
@@ -298,7 +301,7 @@ def start(run: Runner, variant_name: str, port: int, admin: str, paths: Paths) -
         raise UserError(f"a hub is already running (pid {pid}, {url}): stop it with `{task_command('hub', '--stop')}`")  # fmt: skip
     check_port(port)
     info = containers.check_engine(run)
-    containers.check_image(variant, run=run)
+    images.ensure(run, variant, variants.docker_platform(variant), build)
     gpu = containers.gpu_runtime(info, variant)
     if variant.gpu_runtime and not gpu:
         print(f"dllab: the engine has no {variant.gpu_runtime} runtime: learners get {variant.image} without a GPU", file=sys.stderr)  # fmt: skip
@@ -432,9 +435,9 @@ def reset_admin_password(run: Runner, paths: Paths | None = None) -> int:
 # --- the command line ---------------------------------------------------------------------------
 
 
-def start_command(run: Runner, variant: str, port: int, admin: str) -> int:
+def start_command(run: Runner, variant: str, port: int, admin: str, build: bool = False) -> int:
     paths = Paths.default()
-    url = start(run, variant, port, admin, paths)
+    url = start(run, variant, port, admin, paths, build)
     print(f"JupyterHub: {url}  (log: {paths.log})")
     print(f"this hub: {name()} (its learners' containers and volumes start with that name)")
     print(f"log in as {admin}: the password is in {paths.admin_password} (readable by you alone)")
@@ -455,6 +458,7 @@ def parser() -> Parser:
     s.add_argument("--variant", default="cpu", help="image each learner gets: dllab:<variant>")
     s.add_argument("--port", default=str(DEFAULT_PORT), help="port on 127.0.0.1 (default 8000)")
     s.add_argument("--admin", default=DEFAULT_ADMIN, help=f"the admin's name (default {DEFAULT_ADMIN})")  # fmt: skip
+    s.add_argument("--build", action="store_true", help="build the image here, never pulling it")
     sub.add_parser("stop", help="stop the hub and every learner's server (volumes stay)")
     r = sub.add_parser("remove-volumes", help="delete every learner's work volume (asks for --yes)")
     r.add_argument("--yes", action="store_true", help="really delete them")
@@ -467,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
         if args.action == "start":
-            return start_command(run, args.variant, containers.port_number(args.port), args.admin)
+            port = containers.port_number(args.port)
+            return start_command(run, args.variant, port, args.admin, args.build)
         if args.action == "stop":
             return stop_command(run)
         if args.action == "reset-admin-password":

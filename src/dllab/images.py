@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 import time
 
-from dllab import containers, locks, native, private, provenance, variants
+from dllab import containers, locks, native, private, provenance, registry, variants
 from dllab.containers import Owner
-from dllab.errors import UserError
+from dllab.errors import UserError, say
 from dllab.runner import Runner
 from dllab.variants import ROOT, Variant
 
@@ -21,10 +21,6 @@ def revision(run: Runner) -> str:
     """This checkout's commit, short (`unknown` outside git)."""
     done = run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     return (done.out.strip() if done.ok else "") or "unknown"
-
-
-def say(line: str) -> None:
-    print(f"dllab: {line}", file=sys.stderr, flush=True)
 
 
 def wheelhouse(run: Runner, variant: Variant, platform: str) -> None:
@@ -106,15 +102,22 @@ def build(
             f"in {duration(time.monotonic() - started)}")  # fmt: skip
 
 
-def ensure(run: Runner, variant: Variant, platform: str) -> None:
-    """Build the image on first use (from the wheelhouse when `invoke wheelhouse` made one)."""
+def ensure(run: Runner, variant: Variant, platform: str, build_here: bool = False) -> None:
+    """The image, on first use: pulled from the configured registry (the tag of this checkout's
+    locks), else built (from the wheelhouse when `invoke wheelhouse` made one). `build_here`:
+    build it now (its cached steps reused), never pulling."""
     image = containers.image_tag(variant, platform)
-    if containers.image_exists(image, run):
+    if not build_here and (
+        containers.image_exists(image, run) or registry.pull(run, variant, platform)
+    ):
         return
     wheels = containers.wheels_image(variant, platform)
     offline = containers.image_exists(wheels, run)
     source = f"offline, from {wheels}" if offline else "downloading the frameworks"
-    say(f"no {image} image yet: building it now, once ({source}; several minutes, each step shows)")  # fmt: skip
+    if build_here:
+        say(f"building {image} here (--build; {source}; cached steps are reused)")
+    else:
+        say(f"no {image} image yet: building it now, once ({source}; several minutes, each step shows)")  # fmt: skip
     build(run, variant, platform, offline)
 
 

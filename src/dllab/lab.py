@@ -171,8 +171,10 @@ def start(
     work: str,
     platform: str | None = None,
     browser: bool = True,
+    build: bool = False,
 ) -> None:
-    """Start JupyterLab with the labs; print its URL (and open it where a desktop is)."""
+    """Start JupyterLab with the labs; print its URL (and open it where a desktop is). The image
+    is pulled or built on first use; `build`: built here first, never pulled."""
     if variants.check_runtime(variant) == "native":
         run.checked(native.lab_command(variant, port), quiet=False)
         return
@@ -193,7 +195,7 @@ def start(
         print(f"your {variant.name} lab is already running: {shown['url']}")
         print(f"your work: {shown['work']}  (stop: {lab.stop_hint()})")
         return
-    images.ensure(run, variant, platform)
+    images.ensure(run, variant, platform, build)
     containers.check_image(variant, platform, run=run)
     gpus = containers.gpus_for(variant, info)
     if variant.gpu_runtime and not gpus:

@@ -244,6 +244,12 @@ def content_digest(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def file_digest(variant: variants.Variant, platform: str) -> str:
+    """The sha256 of the whole lock file (as `sha256sum` prints it): which exact pins an image's
+    venv was installed from (its label dllab.lock-file)."""
+    return content_digest(variant.lock(platform).read_text())
+
+
 def recorded(text: str, prefix: str) -> str | None:
     """The value of the trailer line starting with `prefix`, if the lock has one."""
     return next(

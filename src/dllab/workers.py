@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dllab import containers, devices, gpus, variants
+from dllab import containers, devices, gpus, images, variants
 from dllab.containers import Owner
 from dllab.errors import Parser, UserError, report
 from dllab.frameworks import FRAMEWORKS, RESULT
@@ -493,15 +493,25 @@ def report_outcomes(plan: Plan, outcomes, failed: Outcome | None, out, err) -> i
 
 
 def train(
-    run: Runner, variant: str, workers: int, framework: str, epochs: int, image: str | None = None
+    run: Runner,
+    variant: str,
+    workers: int,
+    framework: str,
+    epochs: int,
+    image: str | None = None,
+    build: bool = False,
 ) -> int:
-    """Check the request, the engine and the image, then run it; the exit code."""
-    variants.get(variant)
+    """Check the request and the engine, make sure of the image (the variant's is pulled or built
+    where it is missing; `build`: built here, never pulled), then run it; the exit code."""
+    chosen = variants.get(variant)
     check_framework(variant, framework)
     gpus_here = gpus.ids(devices.gpu_list()) if nvidia(variant) else []
     plan = make_plan(variant, framework, workers, epochs, image, gpus_here)
     containers.check_engine(run)
-    containers.check_image(variants.get(plan.variant), image=plan.image, run=run)
+    if image and image != chosen.image:  # an image of your own: it must be here
+        containers.check_image(chosen, image=plan.image, run=run)
+    else:
+        images.ensure(run, chosen, variants.docker_platform(chosen), build)
     return execute(plan, run)
 
 
@@ -512,6 +522,9 @@ def build_parser() -> Parser:
     parser.add_argument("--framework", default="torch", help=f"one of {', '.join(FRAMEWORKS)}")
     parser.add_argument("--epochs", default="3", help="passes over the data")
     parser.add_argument("--image", default=None, help="image to run (default dllab:VARIANT)")
+    parser.add_argument(
+        "--build", action="store_true", help="build the image here, never pulling it"
+    )
     return parser
 
 
@@ -519,7 +532,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
         workers, epochs = count("--workers", args.workers), count("--epochs", args.epochs, None)
-        return train(Runner(), args.variant, workers, args.framework, epochs, args.image)
+        return train(
+            Runner(), args.variant, workers, args.framework, epochs, args.image, args.build
+        )
     except UserError as exc:
         return report(exc)
     except KeyboardInterrupt:

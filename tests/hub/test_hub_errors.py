@@ -38,11 +38,15 @@ def test_no_engine_is_said(hub):
     one_line(hub.start(), "no Docker engine answers")
 
 
-def test_a_missing_image_is_said(hub, engine_and_image):
+def test_a_missing_image_is_pulled_first_and_a_bad_registry_setting_is_said(hub, engine_and_image):
+    """A missing image is pulled (or built) before the hub starts: a registry named with a scheme
+    is one line naming the setting, before anything is pulled, built or started."""
     image = variants.get("cuda").image
     if not subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode:
         pytest.skip(f"{image} exists here, so no variant's image is missing")
-    one_line(hub.start("--variant", "cuda"), f"{image} is missing", "invoke build --variant cuda")
+    hub.env["DLLAB_REGISTRY"] = "https://registry.example.org/course"
+    one_line(hub.start("--variant", "cuda"), "DLLAB_REGISTRY 'https://registry.example.org/course' has a scheme")  # fmt: skip
+    assert not (hub.state / "hub.pid").exists()
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -129,7 +130,8 @@ def test_each_profiles_pod_runs_the_image_as_the_lab_user_with_work_and_shm(valu
 def assert_course_pod(pod: dict, profile: str) -> None:
     spec = pod["spec"]
     (container,) = spec["containers"]
-    assert container["image"].endswith(f"/dllab:{profile}")
+    # By digest, as `invoke publish --deploy` writes it: never a tag that moves under a course.
+    assert re.fullmatch(rf"[^@\s]+/dllab:{profile}(-[0-9a-f]{{12}})?@sha256:[0-9a-f]{{64}}", container["image"])  # fmt: skip
     assert container["args"][0] == "jupyterhub-singleuser"
     context = container["securityContext"]
     assert context["runAsUser"] == 1000 and context["runAsNonRoot"] is True
@@ -160,7 +162,8 @@ def test_course_settings(values):
     """Long start timeout, the cuda image not pre-pulled onto CPU nodes, idle culling on."""
     assert values["singleuser"]["startTimeout"] >= 600
     assert values["prePuller"]["pullProfileListImages"] is False
-    assert values["singleuser"]["image"]["tag"] == "cpu"  # the one image every user node pre-pulls
+    # The one image every user node pre-pulls: cpu, by digest.
+    assert re.fullmatch(r"cpu(-[0-9a-f]{12})?@sha256:[0-9a-f]{64}", values["singleuser"]["image"]["tag"])  # fmt: skip
     assert values["cull"]["enabled"] and values["cull"]["timeout"] <= 4 * 3600
     assert values["singleuser"]["storage"]["homeMountPath"] == "/work"
 
@@ -292,7 +295,7 @@ def test_helm_lint_and_template(chart, helm, values):
     assert pullers
     for daemonset in pullers:
         images = [c["image"] for c in daemonset["spec"]["template"]["spec"]["initContainers"]]
-        assert any(i.endswith("dllab:cpu") for i in images) and not any("cuda" in i for i in images)  # fmt: skip
+        assert any("/dllab:cpu" in i for i in images) and not any("cuda" in i for i in images)
     import kubernetes_validate
 
     for doc in docs:

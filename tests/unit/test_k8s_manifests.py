@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,13 @@ trainer_models = pytest.importorskip(
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="pip install -e '.[dev]' (kubernetes-validate)"
 )
+
+
+def by_digest(image: str, flavour: str) -> bool:
+    """Whether `image` is a registry's dllab:<flavour> by digest (`invoke publish --deploy`)."""
+    return bool(
+        re.fullmatch(rf"[^@\s]+/dllab:{flavour}(-[0-9a-f]{{12}})?@sha256:[0-9a-f]{{64}}", image)
+    )
 
 
 def load(name: str) -> dict:
@@ -66,7 +74,7 @@ def test_torch_trainjob_is_a_valid_trainer_v2_object(flavour):
     spec = doc["spec"]
     assert spec["runtimeRef"] == {"name": "torch-distributed"}
     trainer = spec["trainer"]
-    assert trainer["image"] == f"dllab:{flavour}"
+    assert by_digest(trainer["image"], flavour)
     assert trainer["numNodes"] == 2 and trainer["numProcPerNode"] == 1
     # torchrun reads nodes, rank and master from the runtime's PET_* variables.
     assert trainer["command"][:3] == ["torchrun", "-m", "dllab.train_worker"]
@@ -122,7 +130,7 @@ def test_tensorflow_jobset_is_valid(flavour):
         pod_spec = job["spec"]["template"]["spec"]
         [container] = pod_spec["containers"]
         assert_non_root(pod_spec, container)
-        assert container["image"] == f"dllab:{flavour}"
+        assert by_digest(container["image"], flavour)
         assert container["command"][:3] == ["python", "-m", "dllab.train_worker"]
         gpus = container["resources"].get("limits", {}).get("nvidia.com/gpu")
         assert gpus == (1 if flavour == "cuda" else None)

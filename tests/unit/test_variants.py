@@ -97,6 +97,7 @@ def test_a_fourth_variant_is_one_row_tasks_build_its_commands_from(monkeypatch, 
     monkeypatch.setattr(variants, "LOCKS", tmp_path)
     monkeypatch.setattr(locks, "stale", lambda variant, platform: None)
     monkeypatch.setattr(locks, "digest", lambda variant, platform: "sha256:rocm")
+    monkeypatch.setattr(locks, "file_digest", lambda variant, platform: "sha256:rocm-lock")
     monkeypatch.setenv("DLLAB_STATE", str(tmp_path / "state"))
     monkeypatch.setattr(dllab_lab.time, "sleep", lambda s: None)
     c = MockContext(

@@ -28,10 +28,12 @@ def test_workflow_validates_against_the_github_workflow_schema():
 
 def test_one_job_per_variant_runs_that_variants_tests():
     """Jobs are named after the variants (or variant-platform, for a second platform's runner),
-    and each runs `invoke test --variant <variant>`."""
+    and each runs `invoke test --variant <variant>`; publish-* jobs release what those tested."""
     jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
     assert set(variants.VARIANTS) <= set(jobs)
     for name, job in jobs.items():
+        if name.startswith("publish-"):
+            continue
         variant, _, platform = name.partition("-")
         assert variant in variants.VARIANTS, name
         assert not platform or platform in variants.get(variant).platforms, name
@@ -53,3 +55,29 @@ def test_the_cuda_job_needs_a_gpu_runner():
     """The cuda job runs on a self-hosted GPU label, never a hosted CPU runner."""
     job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["cuda"]
     assert "self-hosted" in job["runs-on"] and "gpu" in job["runs-on"]
+
+
+def test_a_release_tag_publishes_cpu_from_native_runners_then_one_index():
+    """On a v* tag only, after the cpu jobs pass: an amd64 and an arm64 runner (no emulation)
+    each build and publish, logged in by Docker's own login (no password to dllab); a last job
+    makes the index of both; the SBOM is attached to each platform's image."""
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    assert "v*" in workflow[True]["push"]["tags"]  # YAML 1.1 reads the key `on` as True
+    jobs = workflow["jobs"]
+    build, index = jobs["publish-cpu"], jobs["publish-cpu-index"]
+    assert set(build["needs"]) == {"cpu", "cpu-linux-aarch64"} and index["needs"] == ["publish-cpu"]
+    assert sorted(build["strategy"]["matrix"]["runner"]) == ["ubuntu-24.04", "ubuntu-24.04-arm"]
+    for job in (build, index):
+        assert job["if"] == "startsWith(github.ref, 'refs/tags/v')"
+        assert job["permissions"] == {"contents": "read", "packages": "write"}
+        steps = job["steps"]
+        logins = [s for s in steps if s.get("uses", "").startswith("docker/login-action@")]
+        assert len(logins) == 1 and logins[0]["with"]["password"] == "${{ secrets.GITHUB_TOKEN }}"
+        runs = "\n".join(s.get("run", "") for s in steps)
+        assert (
+            'invoke publish --variant cpu --registry "ghcr.io/${GITHUB_REPOSITORY_OWNER,,}"' in runs
+        )
+        assert "password" not in runs and "--platform" not in runs and "qemu" not in runs
+    build_runs = "\n".join(s.get("run", "") for s in build["steps"])
+    assert "invoke build --variant cpu" in build_runs and "oras attach" in build_runs
+    assert "invoke build" not in "\n".join(s.get("run", "") for s in index["steps"])
