@@ -37,6 +37,7 @@ from dllab.errors import Parser, UserError, report
 from dllab.frameworks import FRAMEWORKS, RESULT
 
 STARTED = time.perf_counter()  # start-up cost = imports + joining the group, until the first step
+HELD: list = []  # objects whose destructors could hang: never freed (see train_torch)
 
 FEATURES = 32
 CLASSES = 4
@@ -169,7 +170,14 @@ def train_torch(args, X, y, init) -> dict:
         # a copy: on the CPU .numpy() shares the parameter's memory, which the next step changes
         snapshots.append([p.detach().cpu().numpy().copy() for p in net.parameters()])
     if distributed:
+        dist.barrier()  # no rank leaves while a peer still waits on its last all-reduce
         dist.destroy_process_group()
+        # The DDP model holds the last reference to gloo's process group, whose destructor joins
+        # gloo's worker threads while holding the GIL; a worker thread still releasing a
+        # finished job's tensors waits for the GIL: deadlock (pytorch#56297; seen here about
+        # once in 12 runs, a worker then hung until torchrun's 300 s exit barrier). So the model
+        # is never freed: main() leaves with os._exit once the result is out.
+        HELD.append(model)
     snapshots = [[w.T if w.ndim == 2 else w for w in ws] for ws in snapshots]  # torch: (out, in)
     return dict(rank=rank, world=world, engine=engine, device=str(device), snapshots=snapshots,
                 epoch_seconds=epoch_seconds, startup_seconds=startup)  # fmt: skip
@@ -402,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
         return report(exc)
     result = run(args)
     say(RESULT + json.dumps(result))
+    if HELD:
+        sys.stderr.flush()
+        os._exit(0)  # skip the destructors of HELD: the result is out, the process only ends
     return 0
 
 

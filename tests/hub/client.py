@@ -118,11 +118,13 @@ class Hub:
         return (self.state / "admin-password").read_text().strip()
 
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        """`python -m dllab.hub ARGS` of this hub's checkout, with its state folder and instance."""
+        """`python -m dllab.hub ARGS` of this hub's checkout, with its state folder and instance,
+        as `invoke hub` runs it (its hints name `invoke`, even under `python3 tasks.py test`)."""
+        env = {k: v for k, v in os.environ.items() if k != "DLLAB_TASKS_PROGRAM"}
         return subprocess.run(
             [sys.executable, "-m", "dllab.hub", *args],
             capture_output=True, text=True, cwd=self.root, timeout=timeout,
-            env={**os.environ, "PYTHONPATH": str(self.root / "src"), **self.env},
+            env={**env, "PYTHONPATH": str(self.root / "src"), **self.env},
         )  # fmt: skip
 
     def start(self, *args: str) -> subprocess.CompletedProcess:

@@ -58,9 +58,17 @@ def environment() -> dict[str, str]:
 
 
 def train(image: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        command(image, *args), capture_output=True, text=True, env=environment(), timeout=timeout
-    )
+    """Run it; past `timeout`, stop it with SIGTERM (it removes its containers) and fail."""
+    cmd = command(image, *args)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=environment()) as proc:  # fmt: skip
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            out, err = proc.communicate(timeout=60)
+            pytest.fail(f"still running after {timeout:.0f} s, stopped:\n{out}{err}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def ranks(stdout: str) -> dict[int, dict]:
