@@ -49,6 +49,9 @@ class Training:
              "--framework", "torch", *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
             env={**os.environ, **env},
+            # as from a terminal: a suite started in the background (`cmd &` in a script) inherits
+            # SIGINT ignored, and Python then keeps ignoring it, as shells' background jobs do
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
         self.lines: list[str] = []
         self.epoch = threading.Event()
