@@ -70,8 +70,16 @@ class Training:
         return re.search(r"on network (\S+)", "".join(self.lines))[1]
 
     def close(self) -> None:
+        """Kill it if it still runs, and remove what its run left: a failed test leaves nothing."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        if match := re.search(r"on network (\S+)", "".join(self.lines)):
+            run, label = runner.Runner(), ["--filter", f"label={workers.RUN_LABEL}={match[1]}"]
+            if ids := run(containers.list_command(label)).out.split():
+                run(containers.remove_command(*ids))
+            if ids := run(containers.networks_command(label)).out.split():
+                run(containers.remove_networks_command(*ids))
 
 
 STARTUP = 30  # DLLAB_TRAIN_STARTUP_TIMEOUT of the SIGTERM run: it must train on past it
