@@ -174,9 +174,9 @@ def train_torch(args, X, y, init) -> dict:
         dist.destroy_process_group()
         # The DDP model holds the last reference to gloo's process group, whose destructor joins
         # gloo's worker threads while holding the GIL; a worker thread still releasing a
-        # finished job's tensors waits for the GIL: deadlock (pytorch#56297; seen here about
-        # once in 12 runs, a worker then hung until torchrun's 300 s exit barrier). So the model
-        # is never freed: main() leaves with os._exit once the result is out.
+        # finished job's tensors waits for the GIL: deadlock (pytorch#56297; 5 of 43 runs here,
+        # the barrier alone did not help; a worker then hung until torchrun's 300 s exit barrier).
+        # So the model is never freed: main() leaves with os._exit once the result is out.
         HELD.append(model)
     snapshots = [[w.T if w.ndim == 2 else w for w in ws] for ws in snapshots]  # torch: (out, in)
     return dict(rank=rank, world=world, engine=engine, device=str(device), snapshots=snapshots,

@@ -33,9 +33,13 @@ def instance(cpu_image, tmp_path):
     }
 
 
+def by_run(network: str) -> list[str]:
+    return ["--filter", f"label={workers.RUN_LABEL}={network}"]
+
+
 def left(network: str) -> list[str]:
     """The run's containers and networks still on the engine."""
-    run, label = runner.Runner(), ["--filter", f"label={workers.RUN_LABEL}={network}"]
+    run, label = runner.Runner(), by_run(network)
     return run(containers.list_command(label)).out.split() + run(containers.networks_command(label)).out.split()  # fmt: skip
 
 
@@ -75,7 +79,7 @@ class Training:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
         if match := re.search(r"on network (\S+)", "".join(self.lines)):
-            run, label = runner.Runner(), ["--filter", f"label={workers.RUN_LABEL}={match[1]}"]
+            run, label = runner.Runner(), by_run(match[1])
             if ids := run(containers.list_command(label)).out.split():
                 run(containers.remove_command(*ids))
             if ids := run(containers.networks_command(label)).out.split():
